@@ -1,0 +1,3 @@
+from heartrisk.cli import main
+
+main()

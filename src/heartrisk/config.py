@@ -1,0 +1,98 @@
+"""Settings: read once from the environment, validated, then passed in (never set at import time).
+
+Every path the system uses hangs off one home folder, so a test, a laptop and a server differ only in
+``HEARTRISK_HOME`` (and, at scale, ``HEARTRISK_STORE_URI`` and ``MLFLOW_TRACKING_URI``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_HOME = Path(".heartrisk")
+
+#: Environment variables the settings read; the README's configuration table lists the same.
+ENV_VARS: dict[str, str] = {
+    "home": "HEARTRISK_HOME",
+    "csv": "HEARTRISK_CSV",
+    "store_uri": "HEARTRISK_STORE_URI",
+    "mlflow_uri": "MLFLOW_TRACKING_URI",
+}
+
+
+class ConfigError(ValueError):
+    """A setting is wrong; the message names the environment variable and what it expects."""
+
+
+class Settings(BaseModel):
+    """Where things live. ``extra="forbid"``: a misspelt setting fails at start, not later."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    home: Path = Field(default=DEFAULT_HOME, description="folder holding everything")
+    csv: Path | None = Field(default=None, description="local copy of the Kaggle CSV")
+    store_uri: str | None = Field(default=None, description="feature store root (path or s3://)")
+    mlflow_uri: str | None = Field(default=None, description="MLflow tracking URI")
+
+    @field_validator("store_uri")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value and "://" in value and not value.startswith(("s3://", "s3a://", "file://")):
+            raise ValueError(f"{value!r}: use a local path, file://… or s3://…")
+        return value
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Build settings from ``HEARTRISK_*`` variables; CLI options come in as overrides."""
+        env = os.environ if env is None else env
+        values: dict[str, object] = {k: env[v] for k, v in ENV_VARS.items() if env.get(v)}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            lines = [
+                f"{ENV_VARS.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}" for e in exc.errors()
+            ]
+            raise ConfigError("invalid settings: " + "; ".join(lines)) from None
+
+    # Everything below derives from the home unless set explicitly.
+    @property
+    def store_root(self) -> str:
+        """Root of the Delta tables: ``<home>/store`` unless ``HEARTRISK_STORE_URI`` says otherwise."""
+        if self.store_uri:
+            return self.store_uri.removeprefix("file://").rstrip("/")
+        return str((self.home / "store").absolute())
+
+    @property
+    def is_remote_store(self) -> bool:
+        return "://" in self.store_root
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_uri or f"sqlite:///{(self.home / 'mlflow.db').absolute()}"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "mlartifacts"
+
+    @property
+    def locks_dir(self) -> Path:
+        return self.home / "locks"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    @property
+    def monitoring_dir(self) -> Path:
+        return self.home / "monitoring"
+
+    def ensure_home(self) -> None:
+        """Create the home's folders; a home that is a file gets a clear error."""
+        if self.home.exists() and not self.home.is_dir():
+            raise ConfigError(f"HEARTRISK_HOME: {self.home} exists and is not a folder")
+        for path in (self.home, self.locks_dir, self.cache_dir):
+            path.mkdir(parents=True, exist_ok=True)
