@@ -7,10 +7,8 @@ the line, the column and the value.
 
 from __future__ import annotations
 
-import csv
 import gzip
 import hashlib
-import io
 import shutil
 import zipfile
 import zlib
@@ -21,10 +19,12 @@ from pathlib import Path
 from typing import IO, Literal
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pv
 
 from heartrisk.config import Settings
 from heartrisk.features import BY_COLUMN, KAGGLE_COLUMNS, LABEL
-from heartrisk.validation import Coerced, Problem, coerce
+from heartrisk.validation import Coerced, coerce
 
 KAGGLE_HANDLE = "kamilpytlak/personal-key-indicators-of-heart-disease"
 KAGGLE_FILE = "2020/heart_2020_cleaned.csv"
@@ -97,8 +97,8 @@ def download(settings: Settings) -> Path:
 
 
 @contextmanager
-def _open_text(path: Path) -> Iterator[IO[str]]:
-    """Open a .csv, .csv.gz or a .zip holding one .csv, as UTF-8 text."""
+def _open_binary(path: Path) -> Iterator[IO[bytes]]:
+    """Open a .csv, .csv.gz or a .zip holding one .csv, as a byte stream."""
     name = path.name.lower()
     if name.endswith(".zip"):
         try:
@@ -109,13 +109,13 @@ def _open_text(path: Path) -> Iterator[IO[str]]:
             members = [m for m in archive.namelist() if m.lower().endswith(".csv")]
             if len(members) != 1:
                 raise DatasetError(f"{path}: expected one .csv inside the zip, found {members}")
-            with archive.open(members[0]) as raw:
-                yield io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+            with archive.open(members[0]) as handle:
+                yield handle
     elif name.endswith(".gz"):
-        with gzip.open(path, "rt", encoding="utf-8-sig", newline="") as handle:
+        with gzip.open(path, "rb") as handle:
             yield handle
     else:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
+        with open(path, "rb") as handle:
             yield handle
 
 
@@ -129,51 +129,63 @@ def read_kaggle_csv(
     ``on_rows(n)`` is called as chunks of rows are read, for a progress bar."""
     raw = _read_cells(Path(path), label, on_rows)
     coerced = coerce(raw, naming="column", label=label)
-    short = raw.isna().to_numpy()  # na_filter is off: NaN only where a line had too few fields
-    if short.any():
-        rows, cols = short.nonzero()
-        coerced.problems.extend(
-            Problem(int(r), str(raw.columns[c]), None, "is missing: the line has too few fields")
-            for r, c in zip(rows, cols, strict=True)
-        )
-        coerced.problems.sort(key=lambda p: (p.row, p.column))
     return KaggleCsv(Path(path), file_sha256(path), coerced)
 
 
 def _read_cells(path: Path, label: str, on_rows: Callable[[int], None] | None) -> pd.DataFrame:
+    """Every cell as a string (empty = Unknown), read by pyarrow single-threaded so that a line with
+    the wrong number of fields can be named by its line number."""
+    bad_lines: list[str] = []
+
+    def invalid_row(row: pv.InvalidRow) -> str:
+        bad_lines.append(f"line {row.number}: {row.actual_columns} fields, expected {row.expected_columns}")
+        return "skip"
+
     try:
-        with _open_text(path) as handle:
-            header = _check_header(path, handle.readline(), label)
-            chunks = []
-            reader = pd.read_csv(handle, header=None, names=header, dtype=str, chunksize=50_000,
-                                 keep_default_na=False, na_filter=False, engine="c")
-            for chunk in reader:
-                chunks.append(chunk)
+        with _open_binary(path) as handle:
+            reader = pv.open_csv(
+                handle,
+                read_options=pv.ReadOptions(use_threads=False, block_size=1 << 22),
+                parse_options=pv.ParseOptions(newlines_in_values=True, invalid_row_handler=invalid_row),
+                convert_options=pv.ConvertOptions(
+                    column_types={c: pa.string() for c in BY_COLUMN},
+                    strings_can_be_null=False, quoted_strings_can_be_null=False),
+            )
+            header = _check_header(path, reader.schema.names, label)
+            batches = []
+            for batch in reader:
+                batches.append(batch)
                 if on_rows:
-                    on_rows(len(chunk))
-            cells = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame(columns=header)
+                    on_rows(batch.num_rows)
     except DatasetError:
         raise
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     except (EOFError, gzip.BadGzipFile, zlib.error, zipfile.BadZipFile) as exc:
         raise DatasetError(f"{path}: damaged or truncated compressed file ({exc})") from None
-    except pd.errors.EmptyDataError:
-        raise DatasetError(f"{path}: the file has a header but no rows") from None
-    except pd.errors.ParserError as exc:
-        raise DatasetError(f"{path}: not a well-formed CSV file: {exc}") from None
+    except pa.ArrowInvalid as exc:
+        raise DatasetError(f"{path}: {_arrow_reason(exc)}") from None
     except OSError as exc:
         raise DatasetError(f"{path}: cannot be read: {exc}") from None
-    if cells.empty:
+    if bad_lines:
+        more = f"; … and {len(bad_lines) - 10} more" if len(bad_lines) > 10 else ""
+        shown = "; ".join(bad_lines[:10]) + more
+        raise DatasetError(f"{path}: not a well-formed CSV file: {shown}")
+    table = pa.Table.from_batches(batches, schema=reader.schema)
+    if table.num_rows == 0:
         raise DatasetError(f"{path}: the file has a header but no rows")
-    return cells
+    return table.select(header).to_pandas()
 
 
-def _check_header(path: Path, line: str, label: str) -> list[str]:
-    if not line.strip():
-        raise DatasetError(f"{path}: the file is empty (expected a header line with "
-                           f"{', '.join(KAGGLE_COLUMNS)})")
-    header = [c.strip() for c in next(csv.reader([line]))]
+def _arrow_reason(exc: pa.ArrowInvalid) -> str:
+    text = str(exc)
+    if "Empty CSV file" in text:
+        return f"the file is empty (expected a header line with {', '.join(KAGGLE_COLUMNS)})"
+    if "UTF8" in text:
+        return f"not UTF-8 text ({text})"
+    return f"not a well-formed CSV file ({text})"
+
+
+def _check_header(path: Path, names: list[str], label: str) -> list[str]:
+    header = list(names)
     expected = set(KAGGLE_COLUMNS) - ({LABEL.column} if label == "optional" else set())
     missing = [c for c in KAGGLE_COLUMNS if c in expected and c not in header]
     extra = [c for c in header if c not in BY_COLUMN]

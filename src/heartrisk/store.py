@@ -22,7 +22,7 @@ from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 from filelock import FileLock
 
-from heartrisk.validation import Coerced, Problem, ValidationError
+from heartrisk.validation import Coerced, Problem, ValidationError, problem_order
 
 #: Seconds a writer waits for another writer of the same table before giving up with a clear error.
 LOCK_TIMEOUT_S = 600
@@ -214,8 +214,8 @@ class FeatureGroup:
         missing = [c for c in expected if c not in given]
         extra = [c for c in given if c not in expected]
         if missing or extra:
-            problems = [Problem(0, c, None, "is a missing column") for c in missing]
-            problems += [Problem(0, c, None, "is not a column of this group") for c in extra]
+            problems = [Problem(None, c, None, "is missing") for c in missing]
+            problems += [Problem(None, c, None, "is not a column of this group") for c in extra]
             raise ValidationError(problems, f"insert into {self.spec.table_name}")
         frame = frame.reset_index(drop=True)
         problems: list[Problem] = []
@@ -231,15 +231,15 @@ class FeatureGroup:
                     problems.append(Problem(int(row), f.name, None, "is required"))
         if self.spec.sources and "source" in frame:
             bad = ~frame["source"].isin(self.spec.sources) & frame["source"].notna()
-            problems += [Problem(int(i), "source", frame["source"].iat[i],
+            problems += [Problem(int(i), "source", str(frame["source"].iat[i]),
                                  f"is not one of {', '.join(self.spec.sources)}")
                          for i in np.flatnonzero(bad.to_numpy())]
         keys = frame[list(self.spec.key)]
-        problems += [Problem(int(i), "/".join(self.spec.key), tuple(keys.iloc[i]),
+        problems += [Problem(int(i), "/".join(self.spec.key), "/".join(map(str, keys.iloc[i])),
                              "appears more than once in this batch")
                      for i in np.flatnonzero(keys.duplicated(keep="first").to_numpy())]
         if problems:
-            problems.sort(key=lambda p: (p.row, p.column))
+            problems.sort(key=problem_order)
             raise ValidationError(problems, f"insert into {self.spec.table_name}")
         for f in self.spec.schema:
             if pa.types.is_timestamp(f.type):
@@ -251,7 +251,7 @@ class FeatureGroup:
             return pa.Table.from_pandas(frame[self.spec.columns], schema=self.spec.schema,
                                         preserve_index=False)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise ValidationError([Problem(0, "?", None, f"cannot be stored: {exc}")],
+            raise ValidationError([Problem(None, "?", None, f"cannot be stored: {exc}")],
                                   f"insert into {self.spec.table_name}") from None
 
 

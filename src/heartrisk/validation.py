@@ -21,15 +21,19 @@ SHOWN_PROBLEMS = 10
 
 @dataclass(frozen=True)
 class Problem:
-    """One bad cell: where it is (0-based row of the batch, column) and why it was refused."""
+    """One bad cell: where it is (0-based row of the batch, column) and why it was refused.
 
-    row: int
+    ``row=None`` is a problem with a whole column (missing, unexpected)."""
+
+    row: int | None
     column: str
     value: object
     reason: str
 
     def describe(self, first_line: int | None = None) -> str:
         """``line 7, column BMI: 'abc' is not a number`` (or ``row 5`` when there is no file)."""
+        if self.row is None:
+            return f"column {self.column} {self.reason}"
         where = f"line {self.row + first_line}" if first_line is not None else f"row {self.row}"
         return f"{where}, column {self.column}: {self.value!r} {self.reason}"
 
@@ -61,12 +65,17 @@ class Coerced:
     @property
     def bad_rows(self) -> np.ndarray:
         """Positions of rows with at least one problem, sorted."""
-        return np.unique(np.array([p.row for p in self.problems], dtype=int))
+        return np.unique(np.array([p.row for p in self.problems if p.row is not None], dtype=int))
 
     def raise_if_any(self, source: str = "batch", first_line: int | None = None) -> pd.DataFrame:
         if self.problems:
             raise ValidationError(self.problems, source, first_line)
         return self.frame
+
+
+def problem_order(problem: Problem) -> tuple[int, str]:
+    """Sort key: column-wide problems first, then by row and column."""
+    return (-1 if problem.row is None else problem.row, problem.column)
 
 
 def _is_missing(raw: pd.Series) -> pd.Series:
@@ -127,7 +136,12 @@ def _report(raw: pd.Series, mask: pd.Series, label: str, reason: str,
             problems: list[Problem]) -> None:
     positions = np.flatnonzero(mask.to_numpy(dtype=bool))
     values = raw.to_numpy()
-    problems.extend(Problem(int(i), label, values[i], reason) for i in positions)
+    problems.extend(Problem(int(i), label, _plain(values[i]), reason) for i in positions)
+
+
+def _plain(value: object) -> object:
+    """numpy scalars as Python values, so messages read ``500.0`` and not ``np.float64(500.0)``."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def coerce(
@@ -148,7 +162,7 @@ def coerce(
     for spec in FEATURES:
         key = spec.column if naming == "column" else spec.name
         if key not in raw.columns:
-            raise ValidationError([Problem(0, key, None, "is a missing column")])
+            raise ValidationError([Problem(None, key, None, "is missing")])
         coercer = _coerce_number if spec.is_numeric else _coerce_category
         out[spec.name] = coercer(raw[key], spec, key, problems)
     if label != "absent":
@@ -156,6 +170,6 @@ def coerce(
         if key in raw.columns:
             out[LABEL.name] = _coerce_label(raw[key], key, problems, required=label == "required")
         elif label == "required":
-            raise ValidationError([Problem(0, key, None, "is a missing column")])
-    problems.sort(key=lambda p: (p.row, p.column))
+            raise ValidationError([Problem(None, key, None, "is missing")])
+    problems.sort(key=problem_order)
     return Coerced(pd.DataFrame(out, index=raw.index), problems)
