@@ -1,6 +1,7 @@
 """Benchmark: `heartrisk ingest` of the dev file and a full read back, beside pandas.read_csv.
 
-Prints time (imports excluded) and peak memory (RSS high-water mark of a fresh child process per step) and saves them to
+Prints time (imports excluded) and peak memory (RSS high-water mark of a fresh child process per
+step) and saves them to
 bench/results/ingest.json. Targets (issue 2): ingest under 15 s, full read under 1 s on 2 cores.
 
     .venv/bin/python bench/ingest.py [--csv PATH]
