@@ -25,7 +25,7 @@ app = typer.Typer(
     help="heartrisk: heart-disease risk from the 2020 CDC survey, learning every day.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
-out = Console()
+out = Console(soft_wrap=True)
 err = Console(stderr=True)
 
 #: Exceptions that are the user's to fix: shown as one line, exit code 2.

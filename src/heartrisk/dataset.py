@@ -142,6 +142,7 @@ def _read_cells(path: Path, label: str, on_rows: Callable[[int], None] | None) -
         return "skip"
 
     try:
+        _check_text(path)
         with _open_binary(path) as handle:
             reader = pv.open_csv(
                 handle,
@@ -175,8 +176,22 @@ def _read_cells(path: Path, label: str, on_rows: Callable[[int], None] | None) -
     return table.select(header).to_pandas()
 
 
+def _check_text(path: Path, head_bytes: int = 1 << 16) -> None:
+    """Refuse binary files early with a plain message (pyarrow's would quote the garbage)."""
+    with _open_binary(path) as handle:
+        head = handle.read(head_bytes)
+    nul = head.find(b"\x00")
+    if nul >= 0:
+        raise DatasetError(f"{path}: binary data (a NUL byte at {nul}), not a CSV text file")
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not just a character cut in half at the end of the peek
+            raise DatasetError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+
+
 def _arrow_reason(exc: pa.ArrowInvalid) -> str:
-    text = str(exc)
+    text = str(exc)[:300].encode("ascii", "backslashreplace").decode()
     if "Empty CSV file" in text:
         return f"the file is empty (expected a header line with {', '.join(KAGGLE_COLUMNS)})"
     if "UTF8" in text:
