@@ -59,3 +59,49 @@ def ingested(settings: Settings, sample_csv: Path) -> Settings:
     """A home whose `heart` group holds the 6,000-row sample."""
     ingest(settings, sample_csv)
     return settings
+
+
+@pytest.fixture(scope="session")
+def trained_home(sample_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """A home with the sample ingested and one `--quick` model trained and promoted (version "1").
+
+    Built once per session (~40 s) and shared: do not write to it; use `trained` to get a copy."""
+    from heartrisk.pipelines.train import TrainSettings, train
+
+    home_settings = Settings(home=tmp_path_factory.mktemp("trained") / "home")
+    ingest(home_settings, sample_csv)
+    train(home_settings, TrainSettings.for_quick())
+    return home_settings
+
+
+@pytest.fixture
+def trained(trained_home: Settings, settings: Settings) -> Settings:
+    """A fresh copy of `trained_home` as this test's own home: free to write (predictions, more
+    versions). Existing versions' artifacts stay in the session home's folder (read from there)."""
+    import shutil
+
+    shutil.copytree(trained_home.home, settings.home)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def quick_synthesizer_home(sample_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """A home with the sample ingested and a `--quick` synthesizer registered as champion (version
+    "1"). Built once per session (~20 s) and shared: do not write to it; use `quick_synthesizer`."""
+    from heartrisk.pipelines.synth_train import train_synthesizer
+    from heartrisk.synth import SynthSettings
+
+    home_settings = Settings(home=tmp_path_factory.mktemp("synth") / "home")
+    ingest(home_settings, sample_csv)
+    train_synthesizer(home_settings, SynthSettings.quick(), show_progress=False)
+    return home_settings
+
+
+@pytest.fixture
+def quick_synthesizer(quick_synthesizer_home: Settings, settings: Settings) -> Settings:
+    """A fresh copy of `quick_synthesizer_home` as this test's own home (free to write). The
+    synthesizer's files stay in the session home's folder: never damage them from a test."""
+    import shutil
+
+    shutil.copytree(quick_synthesizer_home.home, settings.home)
+    return settings

@@ -14,7 +14,11 @@ import pyarrow.compute as pc
 
 from heartrisk.config import Settings
 from heartrisk.groups import GROUPS, open_group
+from heartrisk.pipelines.infer import infer_status
+from heartrisk.registry import registry_status
+from heartrisk.scheduler import schedule_status
 from heartrisk.store import FeatureGroup
+from heartrisk.synth_registry import synthesizer_status
 
 
 def group_status(group: FeatureGroup) -> dict[str, Any]:
@@ -43,6 +47,10 @@ def store_status(settings: Settings) -> dict[str, Any]:
 
 SECTIONS: dict[str, Callable[[Settings], dict[str, Any]]] = {
     "feature_groups": store_status,
+    "registry": registry_status,
+    "schedule": schedule_status,
+    "synthesizer": synthesizer_status,
+    "batch_inference": infer_status,
 }
 
 

@@ -1,0 +1,268 @@
+"""Benchmark: latency and throughput of `POST /api/v1/predict` on the real server.
+
+`heartrisk serve` runs as its own process on 127.0.0.1; closed-loop clients (1, 8 and 32 at once,
+each on its own keep-alive connection, a tiny asyncio HTTP/1.1 client so the load generator costs
+little CPU) send random valid answers (a quarter of them Unknown) for a fixed time. Measured with
+and without explanations, for our champion and, in the same run and behind the same endpoint, the
+original project's model (the seed's recipe: SMOTE + RandomForest, 200 trees, max_depth 10,
+min_samples_split 5, min_samples_leaf 2, max_features sqrt, no bootstrap), registered as another
+version and made champion while the server runs (so the run also exercises model hot-swapping).
+
+Target (issue 5): p99 under 50 ms at 8 clients on 2 cores with explanations, for our model.
+Prints the table and saves bench/results/serve.json.
+
+    .venv/bin/python bench/serve.py [--csv PATH] [--rows 60000] [--seconds 8] [--home DIR]
+
+``--home DIR`` benchmarks the champion already trained in DIR (e.g. after a full `heartrisk train`)
+instead of a quick LightGBM trained on a sample; the original's model is added to it as a new,
+non-champion version and the champion is restored at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CSV = Path(os.environ.get("HEARTRISK_CSV") or ROOT.parent / "shared/data/heart_2020_dev.csv.gz")
+RESULTS = ROOT / "bench" / "results" / "serve.json"
+CONCURRENCY = (1, 8, 32)
+TARGET_P99_MS = 50.0
+WARMUP_S = 1.5
+
+
+# ------------------------------------------------------------------------------------ the home
+def prepare_home(home: Path, csv: Path, rows: int) -> str:
+    """Ingest a stratified sample and train a quick LightGBM champion; returns its version."""
+    import pandas as pd
+
+    from heartrisk.config import Settings
+    from heartrisk.pipelines.ingest import ingest
+    from heartrisk.pipelines.train import TrainSettings, train
+    from heartrisk.registry import promote
+
+    frame = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    sample = frame.groupby("HeartDisease", group_keys=False).sample(frac=min(1.0, rows / len(frame)),
+                                                                    random_state=11)
+    home.mkdir(parents=True)
+    sample_csv = home.parent / "sample.csv"
+    sample.to_csv(sample_csv, index=False)
+    settings = Settings(home=home)
+    ingest(settings, sample_csv)
+    result = train(settings, TrainSettings.for_quick(families=("lightgbm",), treatments=("none",)))
+    if not result.promoted:
+        promote(settings, result.version, "bench")
+    return result.version
+
+
+def register_original(settings: Any) -> str:
+    """Fit the seed's random forest on the same training side, wrap it as our servable model
+    (same imputation and encoding, Platt calibration on held-out real rows) and register it."""
+    import mlflow
+    from sklearn.model_selection import train_test_split
+
+    from heartrisk.evaluation import best_f1_threshold
+    from heartrisk.groups import HEART, open_group
+    from heartrisk.model import Platt, RiskModel, build_pipeline, model_input, raw_margin
+    from heartrisk.registry import MODEL_NAME
+    from heartrisk.view import FeatureView
+
+    split = FeatureView(open_group(settings, HEART)).train_test_split()
+    X, y = model_input(split.X_train, validate=False), split.y_train.to_numpy()
+    X_fit, X_hold, y_fit, y_hold = train_test_split(X, y, test_size=0.2, stratify=y, random_state=42)
+    pipeline = build_pipeline("random_forest", "smote", threads=os.cpu_count() or 1)
+    pipeline.set_params(classify__n_estimators=200, classify__max_depth=10, classify__min_samples_split=5,
+                        classify__min_samples_leaf=2, classify__max_features="sqrt",
+                        classify__bootstrap=False)
+    pipeline.fit(X_fit, y_fit)
+    pipeline.named_steps["classify"].set_params(n_jobs=1)  # served one request per thread
+    calibration = Platt.fit(raw_margin(pipeline, X_hold), y_hold)
+    probabilities = 1 / (1 + np.exp(-calibration(raw_margin(pipeline, X_hold))))
+    model = RiskModel(pipeline, calibration, best_f1_threshold(y_hold, probabilities), float(y.mean()),
+                      info={"family": "random_forest", "treatment": "smote", "recipe": "original"})
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    experiment = mlflow.set_experiment("bench-serve")
+    with mlflow.start_run(experiment_id=experiment.experiment_id, run_name="original recipe"):
+        mlflow.log_params({"feature_group": HEART.table_name, "feature_group_version": split.table_version})
+        info = mlflow.sklearn.log_model(model, name="model", serialization_format="cloudpickle",
+                                        pip_requirements=["heartrisk"], registered_model_name=MODEL_NAME)
+    return str(info.registered_model_version)
+
+
+# ------------------------------------------------------------------------------------ the load
+def request_bytes(port: int, bodies: list[dict[str, Any]], explain: bool) -> list[bytes]:
+    path = "/api/v1/predict" + ("" if explain else "?explain=false")
+    out = []
+    for body in bodies:
+        payload = json.dumps(body).encode()
+        out.append(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+                   f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
+    return out
+
+
+async def one_client(port: int, requests: list[bytes], offset: int, warm_until: float, stop_at: float,
+                     latencies: list[float], errors: list[str]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    i = offset
+    try:
+        while True:
+            started = time.perf_counter()
+            if started >= stop_at:
+                return
+            writer.write(requests[i % len(requests)])
+            i += 1
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:"))
+            body = await reader.readexactly(length)
+            if status != 200:
+                errors.append(f"{status}: {body[:200]!r}")
+            elif started >= warm_until:
+                latencies.append(time.perf_counter() - started)
+    finally:
+        writer.close()
+
+
+async def load(port: int, requests: list[bytes], clients: int, seconds: float) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors: list[str] = []
+    start = time.perf_counter()
+    warm_until, stop_at = start + WARMUP_S, start + WARMUP_S + seconds
+    await asyncio.gather(*(one_client(port, requests, k * 7, warm_until, stop_at, latencies, errors)
+                           for k in range(clients)))
+    ms = np.array(latencies) * 1000
+    return {"clients": clients, "requests": len(ms), "errors": len(errors), "first_error": errors[:1],
+            "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
+            "mean_ms": float(ms.mean()), "throughput_rps": len(ms) / seconds}
+
+
+# ------------------------------------------------------------------------------------ the server
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get_json(port: int, path: str) -> dict[str, Any]:
+    import httpx
+
+    return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=30).json()
+
+
+def wait_for_version(port: int, version: str, process: subprocess.Popen, timeout: float = 180) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the server exited with {process.returncode}")
+        try:
+            if get_json(port, "/api/v1/health").get("model_version") == version:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"the server did not serve version {version} within {timeout} s")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--csv", type=Path, default=DEFAULT_CSV)
+    parser.add_argument("--rows", type=int, default=60_000, help="sample ingested for the quick model")
+    parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds per cell")
+    parser.add_argument("--home", type=Path, help="benchmark this home's champion (kept)")
+    parser.add_argument("--skip-original", action="store_true",
+                        help="only our model (quicker; the comparison is then missing)")
+    args = parser.parse_args()
+
+    from heartrisk.config import Settings
+    from heartrisk.registry import champion_version, load_model, promote
+    from heartrisk.web.scorer import random_rows
+
+    scratch = tempfile.TemporaryDirectory(prefix="bench-serve-")
+    home = args.home or Path(scratch.name) / "home"
+    started = time.perf_counter()
+    if args.home is None:
+        print(f"preparing a home: {args.rows:,} sampled rows, quick LightGBM …", file=sys.stderr)
+        ours = prepare_home(home, args.csv, args.rows)
+    else:
+        ours = champion_version(Settings(home=home)) or sys.exit(f"{home} has no champion")
+    settings = Settings(home=home)
+    models = [("heartrisk champion", ours)]
+    if not args.skip_original:
+        print("fitting and registering the original recipe (SMOTE + RandomForest, 200 trees) …",
+              file=sys.stderr)
+        models.append(("original recipe (RF 200)", register_original(settings)))
+    setup_seconds = time.perf_counter() - started
+    families = {v: load_model(settings, v).family for _, v in models}
+
+    port = free_port()
+    env = {**os.environ, "HEARTRISK_HOME": str(home), "OMP_WAIT_POLICY": "PASSIVE"}
+    server_log = Path(scratch.name) / "serve.log"
+    with server_log.open("w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "heartrisk", "serve", "--port", str(port)],
+                                   env=env, stdout=log, stderr=subprocess.STDOUT)
+    bodies = random_rows(500, seed=3)
+    cells: list[dict[str, Any]] = []
+    try:
+        for label, version in models:
+            promote(settings, version, "bench: serve this version")
+            wait_for_version(port, version, process)
+            for explain in (True, False):
+                requests = request_bytes(port, bodies, explain)
+                for clients in CONCURRENCY:
+                    cell = asyncio.run(load(port, requests, clients, args.seconds))
+                    cell.update(model=label, version=version, family=families[version], explain=explain)
+                    cells.append(cell)
+                    print(f"{label:26} v{version} {families[version]:14} explain={explain!s:5} "
+                          f"clients={clients:3}  p50 {cell['p50_ms']:7.1f} ms  p99 {cell['p99_ms']:7.1f} ms  "
+                          f"{cell['throughput_rps']:7.1f} req/s  errors {cell['errors']}", flush=True)
+    finally:
+        promote(settings, ours, "bench: restore the champion")
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+
+    target = next(c for c in cells if c["version"] == ours and c["explain"] and c["clients"] == 8)
+    met = target["p99_ms"] < TARGET_P99_MS
+    print(f"\ntarget: p99 < {TARGET_P99_MS:.0f} ms at 8 clients with explanations (ours): "
+          f"{target['p99_ms']:.1f} ms -> {'met' if met else 'NOT met'}")
+    for label, version in models[1:]:
+        baseline = next(c for c in cells if c["version"] == version and c["explain"] and c["clients"] == 8)
+        print(f"baseline, same endpoint, {label}: p99 {baseline['p99_ms']:.1f} ms, "
+              f"{baseline['throughput_rps']:.0f} req/s (ours {target['throughput_rps']:.0f} req/s)")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({
+        "benchmark": "serve", "command": "python bench/serve.py " + " ".join(sys.argv[1:]),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "platform": platform.platform()},
+        "seconds_per_cell": args.seconds, "warmup_seconds": WARMUP_S, "setup_seconds": setup_seconds,
+        "sampled_rows": None if args.home else args.rows,
+        "target": {"p99_ms_at_8_clients_with_explanations": TARGET_P99_MS, "measured": target["p99_ms"],
+                   "met": met},
+        "cells": cells,
+    }, indent=2) + "\n")
+    print(f"saved {RESULTS.relative_to(ROOT)}")
+    if any(c["errors"] for c in cells):
+        print("some requests failed:", [c["first_error"] for c in cells if c["errors"]], file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

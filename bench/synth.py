@@ -1,0 +1,150 @@
+"""Benchmark: the CTGAN synthesizer on the dev data: epoch time, sampling rate, quality, TSTR vs TRTR.
+
+Set-up (not timed): a temporary home with the dev file ingested. Then:
+
+1. seconds per epoch at 20,000 and 50,000 rows (median of a few epochs after the data transformer is
+   fitted), with one torch thread (our setting) and, as the baseline, torch's default thread count;
+2. sampling rate: valid, rate-matched rows per second (repair + conditional draws) next to CTGAN's
+   raw ``sample`` (the baseline);
+3. the default ``SynthSettings`` fit through the real pipeline (``train_synthesizer``: snapshot choice,
+   quality on held-out real rows, registration), with its figures beside two baselines measured in
+   the same run: TRTR (the same classifier trained on the real fit rows) for TSTR, and the raw CTGAN
+   output (no repair, no rate matching) for the SDMetrics quality.
+
+Targets (issue 4): quality >= 0.85 and TSTR ROC-AUC within 0.03 of TRTR, for the default settings.
+Saved to bench/results/synth.json. Timings are wall-clock on a shared machine: say when it was busy.
+
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python bench/synth.py [--csv PATH] [--quick] [--epochs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch/LightGBM load OpenMP (a script)
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CSV = Path(os.environ.get("HEARTRISK_CSV") or ROOT.parent / "shared/data/heart_2020_dev.csv.gz")
+RESULTS = ROOT / "bench" / "results" / "synth.json"
+
+
+def epoch_seconds(settings, rows: int, threads: int, epochs: int) -> dict[str, float]:
+    """Median seconds per epoch of a fit on ``rows`` real rows (scoring only at the end)."""
+    from heartrisk.pipelines.synth_train import real_rows
+    from heartrisk.synth import SynthSettings, fit_synthesizer
+
+    knobs = SynthSettings(rows=rows, epochs=epochs, score_every=10_000, score_rows=500, eval_rows=500,
+                          torch_threads=threads)
+    data = real_rows(settings, knobs)
+    fit = fit_synthesizer(data.fit, data.selection, knobs)
+    return {"rows": len(data.fit), "threads": threads, "epochs": epochs,
+            "seconds_per_epoch": round(fit.seconds_per_epoch, 3),
+            "prepare_seconds": round(fit.prepare_seconds, 1)}
+
+
+def sampling_rate(synth, rows: int) -> dict[str, float]:
+    started = time.perf_counter()
+    synth.sample_raw(rows)
+    raw = time.perf_counter() - started
+    started = time.perf_counter()
+    sample = synth.sample(rows, seed=1)
+    valid = time.perf_counter() - started
+    return {"rows": rows, "raw_rows_per_s": round(rows / raw), "valid_rows_per_s": round(rows / valid),
+            "draws_per_valid_row": round(sample.drawn / rows, 3)}
+
+
+def raw_quality(synth, evaluation) -> dict[str, float]:
+    """The baseline: CTGAN's own output, unrepaired and at its own positive rate."""
+    from heartrisk.features import LABEL, NUMERIC_FEATURES
+    from heartrisk.synth import quality_report
+
+    raw = synth.sample_raw(len(evaluation))
+    for name in NUMERIC_FEATURES:
+        raw[name] = raw[name].astype(float)
+    raw[LABEL.name] = raw[LABEL.name].eq("Yes")
+    return {k: round(v, 4) for k, v in quality_report(evaluation, raw).items()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--csv", type=Path, default=DEFAULT_CSV)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the script, not the figures")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs of the default fit (default 200)")
+    parser.add_argument("--timing-epochs", type=int, default=4)
+    args = parser.parse_args()
+    if not args.csv.is_file():
+        print(f"dev data not found at {args.csv}; pass --csv or set HEARTRISK_CSV", file=sys.stderr)
+        return 2
+
+    import torch
+
+    from heartrisk.config import Settings
+    from heartrisk.pipelines.ingest import ingest
+    from heartrisk.pipelines.synth_train import train_synthesizer
+    from heartrisk.synth import SynthSettings
+
+    results: dict[str, object] = {"csv": str(args.csv), "cpus": os.cpu_count(),
+                                  "load_average_at_start": os.getloadavg()[0],
+                                  "torch_default_threads": torch.get_num_threads()}
+    with tempfile.TemporaryDirectory(prefix="bench-synth-") as tmp:
+        settings = Settings(home=Path(tmp) / "home")
+        ingest(settings, args.csv)
+
+        sizes = (2_000, 5_000) if args.quick else (20_000, 50_000)
+        epochs = 2 if args.quick else args.timing_epochs
+        timings = [epoch_seconds(settings, n, 1, epochs) for n in sizes]
+        timings.append(epoch_seconds(settings, sizes[0], torch.get_num_threads(), epochs))
+        results["epoch_timing"] = timings
+        for t in timings:
+            print(f"epoch time: {t['rows']:>6,} rows, {t['threads']} torch thread(s): "
+                  f"{t['seconds_per_epoch']:.2f} s/epoch (data transformer {t['prepare_seconds']:.0f} s)")
+
+        knobs = SynthSettings.quick() if args.quick else SynthSettings(
+            **({"epochs": args.epochs} if args.epochs else {}))
+        started = time.perf_counter()
+        fitted = train_synthesizer(settings, knobs, show_progress=sys.stderr.isatty())
+        seconds = time.perf_counter() - started
+        synth = fitted.fit.synthesizer
+        m = fitted.metrics
+        results["default_fit"] = {
+            "settings": knobs.model_dump(), "wall_seconds": round(seconds, 1),
+            "best_epoch": synth.info.best_epoch,
+            "selection_score_best": synth.info.best_score,
+            "selection_score_last_epoch": fitted.fit.history[-1].score,
+            "metrics": {k: round(v, 4) for k, v in m.items()},
+        }
+        results["raw_ctgan_quality"] = raw_quality(synth, fitted.rows.evaluation)
+        results["sampling"] = sampling_rate(synth, 2_000 if args.quick else 20_000)
+
+    base = results["raw_ctgan_quality"]
+    s = results["sampling"]
+    print(f"default fit: {knobs.rows:,} rows x {knobs.epochs} epochs in {seconds:.0f} s "
+          f"(best snapshot: epoch {synth.info.best_epoch}, selection score {synth.info.best_score:.3f} vs "
+          f"{fitted.fit.history[-1].score:.3f} at the last epoch)")
+    print(f"quality (SDMetrics, {int(m['eval_rows']):,} held-out real rows): {m['quality_overall']:.3f} "
+          f"(shapes {m['quality_column_shapes']:.3f}, pairs {m['quality_column_pair_trends']:.3f}); "
+          f"baseline raw CTGAN output {base['overall']:.3f}; target >= 0.85")
+    print(f"ROC-AUC: TSTR {m['tstr_roc_auc']:.3f} vs TRTR {m['trtr_roc_auc']:.3f} (gap "
+          f"{m['tstr_gap']:+.3f}; target <= 0.03)")
+    print(f"positive rate: real {m['positive_rate_real']:.3f}, raw CTGAN {m['positive_rate_synthetic_raw']:.3f}, "
+          f"matched {m['positive_rate_synthetic']:.3f}; raw rows repaired {m['repaired_share']:.1%} "
+          f"(out of range {m['out_of_range_share']:.1%}), rejected {m['rejected_share']:.1%}")
+    print(f"sampling: {s['valid_rows_per_s']:,} valid rate-matched rows/s vs raw CTGAN {s['raw_rows_per_s']:,} "
+          f"rows/s ({s['draws_per_valid_row']} draws per valid row)")
+    results["load_average_at_end"] = os.getloadavg()[0]
+    results["targets_met"] = {"quality": m["quality_overall"] >= 0.85, "tstr": m["tstr_gap"] <= 0.03}
+    if not args.quick:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(results, indent=2, default=float))
+        print(f"saved {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

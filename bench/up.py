@@ -1,0 +1,143 @@
+"""Benchmark: `heartrisk up` from an empty home and from a full one, to the form answering.
+
+1. empty home: `heartrisk up` with the default (full) settings ingests the CSV, trains, serves; the time
+   to the first HTTP 200 on ``/`` is the figure (target: under 10 minutes on 2 cores). It then waits
+   for the background jobs of the first start (synthesizer fit, feature pipeline, inference) and stops
+   with SIGINT, as Ctrl-C would.
+2. full home: `heartrisk up` again on the same home (target: under 15 s).
+3. baseline: `heartrisk serve` on the same home, the floor `up` adds its checks and scheduler to.
+
+Each is a fresh process timed from its start; the load average is printed beside the figures because
+other work on the machine changes them. Saves bench/results/up.json.
+
+    .venv/bin/python bench/up.py [--csv PATH] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CSV = Path(os.environ.get("HEARTRISK_CSV") or ROOT.parent / "shared/data/heart_2020_dev.csv.gz")
+TARGETS = {"empty home": 600.0, "full home": 15.0}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def jobs(home: Path) -> dict[str, Any]:
+    try:
+        return json.loads((home / "jobs.json").read_text()).get("jobs", {})
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "heartrisk", *args], stdout=out,
+                                stderr=subprocess.STDOUT, env=env)
+
+
+def time_to_form(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: float) -> float:
+    began = time.perf_counter()
+    while not answers(url):
+        if proc.poll() is not None:
+            sys.exit(f"the server exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+        if time.perf_counter() - began > timeout:
+            proc.kill()
+            sys.exit(f"no answer within {timeout} s:\n{log.read_text()[-3000:]}")
+        time.sleep(0.1)
+    return time.perf_counter() - began
+
+
+def stop(proc: subprocess.Popen[bytes]) -> int:
+    proc.send_signal(signal.SIGINT)
+    return proc.wait(timeout=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--csv", type=Path, default=DEFAULT_CSV)
+    parser.add_argument("--quick", action="store_true", help="quick settings (a smoke run of this script)")
+    args = parser.parse_args()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    quick = ["--quick"] if args.quick else []
+    results: dict[str, Any] = {"cpus": os.cpu_count(), "csv": str(args.csv), "quick": args.quick,
+                               "load_before": os.getloadavg()}
+    with tempfile.TemporaryDirectory(prefix="heartrisk-bench-up-") as tmp:
+        home, log = Path(tmp) / "home", Path(tmp) / "up.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HEARTRISK_", "MLFLOW_"))}
+        env.update(HEARTRISK_HOME=str(home), HEARTRISK_CSV=str(args.csv), OMP_WAIT_POLICY="PASSIVE")
+        up_args = ["up", "--port", str(port), *quick]
+
+        proc = start(up_args, env, log)
+        results["empty home"] = time_to_form(proc, url, log, timeout=3600)
+        state = jobs(home)
+        results["empty home: ingest s"] = state.get("ingest", {}).get("duration_s")
+        results["empty home: train s"] = state.get("train", {}).get("duration_s")
+        print(f"empty home -> form answering: {results['empty home']:.1f} s "
+              f"(ingest {results['empty home: ingest s']} s, train {results['empty home: train s']} s)",
+              flush=True)
+        began = time.perf_counter()
+        while not all(jobs(home).get(n, {}).get("last_outcome") in ("ok", "failed")
+                      for n in ("synth", "daily", "infer")):
+            if proc.poll() is not None or time.perf_counter() - began > 3600:
+                sys.exit(f"background jobs did not finish:\n{log.read_text()[-3000:]}")
+            time.sleep(1)
+        state = jobs(home)
+        for name in ("synth", "daily", "infer"):
+            results[f"background {name} s"] = state[name].get("duration_s")
+            results[f"background {name}"] = state[name].get("last_outcome")
+        print("background jobs: " + ", ".join(f"{n} {state[n].get('last_outcome')} in "
+                                              f"{state[n].get('duration_s')} s"
+                                              for n in ("synth", "daily", "infer")), flush=True)
+        results["exit code after SIGINT"] = stop(proc)
+        results["load after empty home"] = os.getloadavg()
+
+        proc = start(up_args, env, log)
+        results["full home"] = time_to_form(proc, url, log, timeout=600)
+        print(f"full home -> form answering: {results['full home']:.1f} s", flush=True)
+        stop(proc)
+
+        proc = start(["serve", "--port", str(port)], env, log)
+        results["baseline: serve on the full home"] = time_to_form(proc, url, log, timeout=600)
+        stop(proc)
+    results["load_after"] = os.getloadavg()
+
+    print(f"\n{'step':<36}{'seconds':>10}{'target':>10}")
+    for name in ("empty home", "full home", "baseline: serve on the full home"):
+        target = TARGETS.get(name)
+        print(f"{name:<36}{results[name]:>10.1f}{(f'< {target:g}' if target else ''):>10}")
+    print(f"load average before {results['load_before']}, after {results['load_after']} "
+          f"({results['cpus']} cores)")
+    out = ROOT / "bench" / "results" / ("up-quick.json" if args.quick else "up.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"saved {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

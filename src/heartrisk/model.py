@@ -1,0 +1,287 @@
+"""The classifier: one imbalanced-learn pipeline per candidate, and the calibrated model we ship.
+
+A pipeline is imputation (median for numbers, most frequent for answers: this is what lets a person
+answer "Unknown"), encoding (numbers as they are, yes/no and ordered answers as one ordered code,
+the other categories one-hot, so tree SHAP stays exact), an optional scaler, the imbalance treatment
+and the classifier. :data:`CANDIDATES` holds each family's search space; :class:`RiskModel` wraps the
+chosen, fitted pipeline with its Platt calibration, decision threshold and training base rate, and is
+what the registry stores (skops) and every consumer loads.
+
+Why Platt (a sigmoid on the model's log-odds) rather than isotonic: it is monotone and affine in
+log-odds, so a SHAP explanation of the raw model, scaled by the slope, adds up exactly to the
+calibrated log-odds a person is shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from imblearn.over_sampling import SMOTE
+from imblearn.pipeline import Pipeline
+from lightgbm import LGBMClassifier
+from scipy.stats import loguniform, randint, uniform
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline as SkPipeline
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+
+from heartrisk.features import FEATURE_NAMES, FEATURES, NUMERIC_FEATURES
+from heartrisk.validation import coerce
+
+#: Answers with a natural order (yes/no and ordinal): one ordered code each.
+ORDERED_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES if f.kind in ("binary", "ordinal"))
+#: Unordered categories: one-hot (a binary category such as sex keeps one column).
+NOMINAL_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES if f.kind == "category")
+
+FAMILIES: tuple[str, ...] = ("logreg", "random_forest", "hist_gb", "lightgbm")
+TREATMENTS: tuple[str, ...] = ("none", "class_weight", "smote")
+
+#: Clip for probabilities turned into log-odds (a random forest can say exactly 0 or 1).
+_EPS = 1e-6
+
+
+def _values(names: tuple[str, ...]) -> list[list[str]]:
+    by_name = {f.name: f for f in FEATURES}
+    return [list(by_name[n].values) for n in names]
+
+
+def encoder() -> ColumnTransformer:
+    """Imputation + encoding of the 17 answers, derived from the feature spec."""
+    return ColumnTransformer(
+        [
+            ("number", SimpleImputer(strategy="median"), list(NUMERIC_FEATURES)),
+            ("ordered", SkPipeline([
+                ("impute", SimpleImputer(strategy="most_frequent")),
+                ("code", OrdinalEncoder(categories=_values(ORDERED_FEATURES))),
+            ]), list(ORDERED_FEATURES)),
+            ("nominal", SkPipeline([
+                ("impute", SimpleImputer(strategy="most_frequent")),
+                ("onehot", OneHotEncoder(categories=_values(NOMINAL_FEATURES), drop="if_binary",
+                                         handle_unknown="ignore", sparse_output=False)),
+            ]), list(NOMINAL_FEATURES)),
+        ],
+        verbose_feature_names_out=False,
+    )
+
+
+def classifier(family: str, treatment: str, seed: int = 42, threads: int = 1) -> Any:
+    """A fresh classifier of ``family``; ``class_weight`` weighs the rare class up, others do not."""
+    weighted = treatment == "class_weight"
+    if family == "logreg":
+        return LogisticRegression(max_iter=2000, class_weight="balanced" if weighted else None)
+    if family == "random_forest":
+        return RandomForestClassifier(
+            n_estimators=120, n_jobs=threads, random_state=seed,
+            class_weight="balanced_subsample" if weighted else None)
+    if family == "hist_gb":
+        return HistGradientBoostingClassifier(
+            categorical_features=None, early_stopping=True, random_state=seed,
+            class_weight="balanced" if weighted else None)
+    if family == "lightgbm":
+        return LGBMClassifier(
+            n_jobs=threads, random_state=seed, verbose=-1, subsample_freq=1,
+            class_weight="balanced" if weighted else None)
+    raise ValueError(f"unknown model family {family!r}; known: {', '.join(FAMILIES)}")
+
+
+def build_pipeline(family: str, treatment: str, seed: int = 42, threads: int = 1) -> Pipeline:
+    """imputation -> encoding -> (scaling) -> imbalance treatment -> classifier."""
+    if treatment not in TREATMENTS:
+        raise ValueError(f"unknown imbalance treatment {treatment!r}; known: {', '.join(TREATMENTS)}")
+    return Pipeline([
+        ("encode", encoder()),
+        ("scale", StandardScaler() if family == "logreg" else "passthrough"),
+        ("resample", SMOTE(random_state=seed) if treatment == "smote" else "passthrough"),
+        ("classify", classifier(family, treatment, seed, threads)),
+    ])
+
+
+#: Randomized-search spaces, per family (keys are pipeline parameters).
+CANDIDATES: dict[str, dict[str, Any]] = {
+    "logreg": {"classify__C": loguniform(1e-3, 10)},
+    "random_forest": {
+        "classify__max_depth": [8, 10, 12, 16],
+        "classify__min_samples_leaf": [2, 5, 10, 20, 40],
+        "classify__max_features": ["sqrt", 0.3, 0.5],
+        "classify__max_samples": [0.3, 0.5, None],  # bootstrap share: fewer rows per tree, faster
+    },
+    "hist_gb": {
+        "classify__learning_rate": loguniform(0.03, 0.2),
+        "classify__max_leaf_nodes": randint(8, 48),
+        "classify__min_samples_leaf": randint(20, 200),
+        "classify__l2_regularization": loguniform(1e-3, 10),
+        "classify__max_iter": [300],
+    },
+    "lightgbm": {
+        "classify__n_estimators": randint(150, 500),
+        "classify__learning_rate": loguniform(0.02, 0.1),
+        "classify__num_leaves": randint(8, 48),
+        "classify__min_child_samples": randint(20, 300),
+        "classify__subsample": uniform(0.6, 0.4),
+        "classify__colsample_bytree": uniform(0.5, 0.5),
+        "classify__reg_lambda": loguniform(1e-3, 10),
+    },
+}
+
+
+def model_input(X: pd.DataFrame, validate: bool = True) -> pd.DataFrame:
+    """The 17 answers as the pipeline wants them: numbers float, answers str, Unknown = NaN.
+
+    With ``validate`` every value is checked against the feature spec first (a
+    :class:`~heartrisk.validation.ValidationError` names the bad row and column): a model must
+    refuse an answer it has never seen rather than silently treat it as something else.
+    """
+    missing = [name for name in FEATURE_NAMES if name not in X.columns]
+    if missing:
+        raise KeyError(f"missing feature column(s): {', '.join(missing)}")
+    frame = X.loc[:, list(FEATURE_NAMES)].reset_index(drop=True)
+    if validate:
+        frame = coerce(frame, naming="name", label="absent").raise_if_any("model input")
+    out = {}
+    for f in FEATURES:
+        column = frame[f.name]
+        if f.is_numeric:
+            out[f.name] = pd.to_numeric(column, errors="coerce").astype(float)
+        else:
+            out[f.name] = column.astype(object).where(column.notna(), np.nan)
+    return pd.DataFrame(out)
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=float), _EPS, 1 - _EPS)
+    return np.log(p / (1 - p))
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(z, dtype=float)))
+
+
+def classifier_margin(clf: Any, Xt: np.ndarray) -> np.ndarray:
+    """A fitted classifier's score in log-odds (a forest's vote share is turned into log-odds)."""
+    if isinstance(clf, RandomForestClassifier):
+        return logit(clf.predict_proba(Xt)[:, 1])
+    if isinstance(clf, LGBMClassifier):
+        return clf.predict(Xt, raw_score=True)
+    return clf.decision_function(Xt)
+
+
+def transform(pipeline: Pipeline, X: pd.DataFrame) -> np.ndarray:
+    """Rows as the classifier of a fitted pipeline sees them (imputed, encoded, scaled)."""
+    Xt = pipeline.named_steps["encode"].transform(X)
+    scale = pipeline.named_steps["scale"]
+    return Xt if isinstance(scale, str) else scale.transform(Xt)
+
+
+def raw_margin(pipeline: Pipeline, X: pd.DataFrame) -> np.ndarray:
+    """The fitted pipeline's uncalibrated log-odds for prepared rows (see :func:`model_input`)."""
+    return classifier_margin(pipeline.named_steps["classify"], transform(pipeline, X))
+
+
+def family_of(pipeline: Pipeline) -> str:
+    clf = pipeline.named_steps["classify"]
+    for family, kind in (("logreg", LogisticRegression), ("random_forest", RandomForestClassifier),
+                         ("hist_gb", HistGradientBoostingClassifier), ("lightgbm", LGBMClassifier)):
+        if isinstance(clf, kind):
+            return family
+    raise TypeError(f"unsupported classifier {type(clf).__name__}")
+
+
+@dataclass(frozen=True)
+class Platt:
+    """calibrated log-odds = slope * raw log-odds + intercept, fitted on held-out real records."""
+
+    slope: float
+    intercept: float
+
+    @classmethod
+    def fit(cls, margin: np.ndarray, y: np.ndarray) -> Platt:
+        lr = LogisticRegression(C=1e6, max_iter=1000).fit(np.asarray(margin).reshape(-1, 1), y)
+        return cls(float(lr.coef_[0, 0]), float(lr.intercept_[0]))
+
+    def __call__(self, margin: np.ndarray) -> np.ndarray:
+        return self.slope * np.asarray(margin, dtype=float) + self.intercept
+
+
+class RiskModel:
+    """The shipped model: fitted pipeline + calibration + threshold + what it was trained on.
+
+    ``predict_proba`` follows scikit-learn (two columns) so MLflow's sklearn flavour and any sklearn
+    tool can use it; :meth:`risk` is the one-column calibrated probability of heart disease.
+    """
+
+    _estimator_type = "classifier"
+    classes_ = np.array([0, 1])
+
+    def __init__(self, pipeline: Pipeline, calibration: Platt, threshold: float, base_rate: float,
+                 background: np.ndarray | None = None, info: Mapping[str, Any] | None = None) -> None:
+        self.pipeline = pipeline
+        self.slope = calibration.slope
+        self.intercept = calibration.intercept
+        self.threshold = float(threshold)
+        self.base_rate = float(base_rate)
+        #: Mean encoded row of the training data: the reference point of linear explanations.
+        self.background = background
+        self.info = dict(info or {})
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Caches (``_``-prefixed, e.g. a SHAP explainer) are rebuilt after loading, not stored."""
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    @property
+    def calibration(self) -> Platt:
+        return Platt(self.slope, self.intercept)
+
+    @property
+    def family(self) -> str:
+        return family_of(self.pipeline)
+
+    def log_odds(self, X: pd.DataFrame, validate: bool = True) -> np.ndarray:
+        """Calibrated log-odds of heart disease for each row."""
+        return self.calibration(raw_margin(self.pipeline, model_input(X, validate)))
+
+    def risk(self, X: pd.DataFrame, validate: bool = True) -> np.ndarray:
+        """Calibrated P(heart disease) per row; Unknown (None/NaN) answers are imputed."""
+        return sigmoid(self.log_odds(X, validate))
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        p = self.risk(X)
+        return np.column_stack([1 - p, p])
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return self.risk(X) >= self.threshold
+
+    def imputation(self) -> dict[str, object]:
+        """The value used for each feature when it is Unknown (median or most frequent answer)."""
+        columns = self.pipeline.named_steps["encode"].named_transformers_
+        values: dict[str, object] = {}
+        numbers = columns["number"]
+        values.update({n: float(v) for n, v in zip(NUMERIC_FEATURES, numbers.statistics_, strict=True)})
+        for part, names in (("ordered", ORDERED_FEATURES), ("nominal", NOMINAL_FEATURES)):
+            stats = columns[part].named_steps["impute"].statistics_
+            values.update({n: str(v) for n, v in zip(names, stats, strict=True)})
+        return {name: values[name] for name in FEATURE_NAMES}
+
+    def encoded(self, X: pd.DataFrame, validate: bool = True) -> np.ndarray:
+        """Rows as the classifier sees them (imputed, encoded, scaled)."""
+        return transform(self.pipeline, model_input(X, validate))
+
+    def encoded_features(self) -> list[str]:
+        """For each encoded column, the question (feature) it came from."""
+        encode = self.pipeline.named_steps["encode"]
+        names = list(encode.get_feature_names_out())
+        owner = []
+        for name in names:
+            if name in FEATURE_NAMES:
+                owner.append(name)
+            else:
+                owner.append(next(n for n in NOMINAL_FEATURES if name.startswith(n + "_")))
+        return owner

@@ -1,0 +1,89 @@
+"""The web server's app factory: the JSON API, the operator dashboard and the risk-check form.
+
+``create_app(settings)`` builds one FastAPI app from settings (a test builds its own on a temporary
+home). Order matters: the Gradio form is mounted at ``/`` and answers every path not routed before
+it, so the API (``/api/v1``), the docs (``/docs``) and the dashboard (``/monitor``) come first.
+Cross-cutting concerns (body size now; rate limits and security headers later) are app-wide
+middleware, so they cover the API and the form alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict, Field
+
+from heartrisk import __version__
+from heartrisk.config import Settings
+from heartrisk.web import api
+from heartrisk.web.limits import BodySizeLimit
+from heartrisk.web.model_cache import ModelCache
+
+
+class WebSettings(BaseModel):
+    """How the server runs; defaults suit a laptop with 2 cores."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=7860, ge=0, le=65535)
+    poll_seconds: float = Field(default=5.0, ge=0,
+                                description="how often to look for a new champion (0: never)")
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024,
+                                description="larger request bodies are refused with 413")
+    form_concurrency: int = Field(default=8, ge=1,
+                                  description="form events (risk checks, shares) run at once")
+    form_queue_size: int = Field(default=256, ge=1,
+                                 description="form events waiting beyond this are turned away")
+
+
+def create_app(settings: Settings, web: WebSettings | None = None,
+               models: ModelCache | None = None) -> FastAPI:
+    """The whole web app for ``settings``; nothing starts until the ASGI server runs it."""
+    web = web or WebSettings()
+    models = models or ModelCache(settings, poll_seconds=web.poll_seconds)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        models.start()
+        try:
+            yield
+        finally:
+            models.stop()
+
+    app = FastAPI(
+        title="heartrisk", version=__version__, lifespan=lifespan, docs_url="/docs",
+        description="Heart-disease risk from 17 survey answers, with explanations; consented outcome "
+                    "sharing. The web form is at `/`.",
+    )
+    app.state.settings = settings
+    app.state.web = web
+    app.state.models = models
+
+    app.add_middleware(BodySizeLimit, max_bytes=web.max_body_bytes)
+    api.install_error_handlers(app)
+    app.include_router(api.router)
+    from heartrisk.web.monitor import mount_monitor  # the operator dashboard, before the form
+
+    mount_monitor(app, settings)
+    mount_form(app, settings, models, web)  # last: it takes every path not routed above
+    return app
+
+
+def mount_form(app: FastAPI, settings: Settings, models: ModelCache, web: WebSettings) -> None:
+    """Mount the Gradio risk check at ``/`` with deliberate concurrency and nothing recorded."""
+    import gradio as gr
+
+    from heartrisk.web.form import CSS, build_form
+
+    form = build_form(settings, models)
+    # Gradio runs 1 event at a time unless told otherwise; risk checks are short and CPU-light, so
+    # several at once keep the page responsive under load. The queue bound sheds load politely.
+    form.queue(default_concurrency_limit=web.form_concurrency, max_size=web.form_queue_size)
+    gr.mount_gradio_app(
+        app, form, path="/", css=CSS, ssr_mode=False, run_history=False,
+        footer_links=["gradio"], show_error=True, enable_monitoring=False,
+        max_file_size=web.max_body_bytes,
+    )
