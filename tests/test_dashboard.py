@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from heartrisk.config import Settings
@@ -18,6 +19,7 @@ from heartrisk.groups import HEART, HEART_PREDICTIONS, open_group
 from heartrisk.pipelines.infer import run_infer
 from heartrisk.web.app import create_app
 from heartrisk.web.auth import PASSWORD_ENV, OperatorAuth, operator_password, password_path
+from heartrisk.web.monitor import mount_monitor
 
 PASSWORD = "correct horse battery staple"
 API = ("summary", "model", "performance", "confusion", "drift", "volume", "recent", "shap",
@@ -130,6 +132,19 @@ def test_the_api_numbers_agree_with_the_store(client: TestClient, monitored: Set
     model = client.get("/api/v1/monitor/model", auth=auth).json()["model"]
     assert model["version"] == "1" and model["feature_group"] == "heart_v1"
     assert 0 < model["threshold"] < 1 and "roc_auc" in model["test_metrics"]
+
+
+def test_an_empty_home_says_what_to_run(ingested: Settings) -> None:
+    """Before any model or prediction the page still renders and says what is missing."""
+    app = FastAPI()
+    mount_monitor(app, ingested, auth=OperatorAuth(PASSWORD, "env"))
+    with TestClient(app) as test_client:
+        page = test_client.get("/monitor", auth=("admin", PASSWORD))
+        assert page.status_code == 200 and "heartrisk train" in page.text
+        summary = test_client.get("/api/v1/monitor/summary", auth=("admin", PASSWORD)).json()
+        assert summary["model"] is None and "heartrisk train" in summary["notes"][0]
+        assert test_client.get("/api/v1/monitor/drift", auth=("admin", PASSWORD)).json() == {
+            "available": False, "notes": summary["notes"]}
 
 
 def test_a_password_is_generated_once_and_kept_private(settings: Settings,

@@ -256,6 +256,9 @@ def up(
         help="Kaggle CSV to ingest into an empty home. Default: HEARTRISK_CSV, else download.")] = None,
     quick: Annotated[bool, typer.Option(
         help="Quick training and a tiny synthesizer fit (tests and demos).")] = False,
+    first_model: Annotated[str, typer.Option(help=(
+        "An empty home's first classifier: 'quick' serves in minutes, a full training follows in "
+        "the background; 'full' serves after the full training."))] = "quick",
     synthetic: Annotated[int, typer.Option(help="Synthetic rows each daily run adds.")] = 100,
     hours: Annotated[float, typer.Option(help="Batch inference scores rows this many hours old.")] = 24,
     daily: Annotated[str | None, typer.Option(help=(
@@ -287,8 +290,10 @@ def up(
     USER_ERRORS.extend(e for e in (UpError, JobBusyError) if e not in USER_ERRORS)
     schedule = ScheduleSettings.from_env(daily=daily, infer=infer, retrain=retrain, retries=retries,
                                          backoff_s=backoff, timezone=timezone)
+    if first_model not in ("quick", "full"):
+        raise ConfigError(f"--first-model {first_model!r}: use 'quick' or 'full'")
     options = UpOptions(host=host, port=port, quick=quick, synthetic=synthetic, hours=hours,
-                        stop_grace_s=stop_grace, schedule=schedule)
+                        stop_grace_s=stop_grace, schedule=schedule, first_model=first_model)
     run_up(settings_from(csv=csv), options)
 
 
@@ -372,6 +377,9 @@ def daily(
                   "and were marked FAILED")
     if "error" in result.maintenance:
         err.print(f"[yellow]heart_user maintenance failed:[/] {result.maintenance['error']}")
+    if result.quarantined:
+        out.print(f"{result.quarantined:,} implausible submission(s) quarantined instead of merged "
+                  "(heart_user_quarantine_v1; `heartrisk status` counts them by rule)")
 
 
 @app.command()
@@ -395,6 +403,26 @@ def infer(
         err.print(f"[yellow]drift:[/] {result.drift['window']['note']}")
     if result.artifacts:
         out.print(f"monitoring images in {result.artifacts[0].parent} (MLflow run {result.run_id})")
+
+
+@app.command()
+@command
+def forget(
+    submission_id: Annotated[str, typer.Argument(
+        help="The reference the person was given when they shared their outcome (a UUID).")],
+) -> None:
+    """Remove one shared submission from every table and purge the tables' history (reliability.md)."""
+    from heartrisk.pipelines.forget import ForgetError, check_submission_id
+    from heartrisk.pipelines.forget import forget as run_forget
+    from heartrisk.scheduler import job_lock
+
+    USER_ERRORS.extend(e for e in (ForgetError,) if e not in USER_ERRORS)
+    submission_id = check_submission_id(submission_id)  # before the job lock records anything
+    settings = settings_from()
+    with job_lock(settings, "forget", on_wait=err.print) as run:  # never beside the daily merge
+        result = run_forget(settings, submission_id)
+        run.summary = f"removed {result.total} row(s)"  # no id in jobs.json
+    out.print(result.message, highlight=False)
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m heartrisk`

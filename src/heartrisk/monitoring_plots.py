@@ -1,9 +1,10 @@
 """The monitoring images batch inference writes to ``<home>/monitoring/`` and logs to its MLflow run.
 
-Static PNGs (matplotlib, the Agg backend: no display needed) and CSV/JSON beside them, so a run in
-MLflow shows what the dashboard showed on that day. The dashboard itself draws the same numbers live
-and interactive (:mod:`heartrisk.web.monitor_charts`). Every file is written under a temporary name and
-renamed, so a reader never sees half an image.
+Static PNGs (matplotlib figures built outside pyplot: no display, no global state, safe in the
+scheduler's thread) with CSV/HTML/JSON beside them, so a run in MLflow shows what the dashboard showed
+on that day. The dashboard draws the same numbers live and interactive
+(:mod:`heartrisk.web.monitor_charts`). Every file is written under a temporary name and renamed, so a
+reader never sees half an image.
 """
 
 from __future__ import annotations
@@ -24,13 +25,11 @@ METRICS = ("roc_auc", "precision", "recall", "f1")
 SOURCE_COLOURS = {"kaggle": "#4c72b0", "synthetic": "#dd8452", "user": "#55a868"}
 
 
-def _pyplot() -> Any:
-    import matplotlib
+def figure(**kwargs: Any) -> Any:
+    """A matplotlib Figure outside pyplot: no global state, so safe in the scheduler's thread."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(**kwargs)
 
 
 @contextmanager
@@ -46,11 +45,9 @@ def atomic(path: Path) -> Iterator[Path]:
 
 
 def save_figure(fig: Any, path: Path) -> Path:
-    plt = _pyplot()
     fig.tight_layout()
     with atomic(path) as partial:
         fig.savefig(partial, dpi=110, format="png")
-    plt.close(fig)
     return path
 
 
@@ -62,14 +59,14 @@ def save_frame(frame: pd.DataFrame, path: Path) -> Path:
 
 def plot_confusion(matrix: np.ndarray, title: str, path: Path) -> Path:
     """Counts with each row's share: true No/Yes down, predicted No/Yes across."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(4.6, 4))
-    ax.imshow(matrix, cmap="Blues")
+    fig = figure(figsize=(4.6, 4))
+    ax = fig.subplots()
     totals = matrix.sum(axis=1, keepdims=True)
+    shares = np.divide(matrix, totals, out=np.zeros(matrix.shape), where=totals > 0)
+    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)  # shaded by share of the row: the rare class shows
     for (i, j), value in np.ndenumerate(matrix):
-        share = value / totals[i, 0] if totals[i, 0] else 0.0
-        ax.text(j, i, f"{value:,}\n{share:.0%} of row", ha="center", va="center", fontsize=9,
-                color="white" if value > matrix.max() / 2 else "black")
+        ax.text(j, i, f"{value:,}\n{shares[i, j]:.0%} of row", ha="center", va="center", fontsize=9,
+                color="white" if shares[i, j] > 0.5 else "black")
     ax.set_xticks([0, 1], ["No", "Yes"])
     ax.set_yticks([0, 1], ["No", "Yes"])
     ax.set_xlabel("predicted")
@@ -107,12 +104,15 @@ def plot_shap_summary(sample: ShapSample, path: Path, title: str) -> Path:
 
     Drawn with matplotlib directly: ``shap.plots.beeswarm`` looks the same but importing shap costs
     seconds, a large share of a daily run."""
-    plt = _pyplot()
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+
     contributions = sample.contributions
     codes = value_codes(sample.answers)
     order = contributions.abs().mean().sort_values(ascending=False).index.tolist()
-    fig, ax = plt.subplots(figsize=(8, 0.9 + 0.36 * len(order)))
-    cmap = plt.get_cmap("coolwarm")
+    fig = figure(figsize=(8, 0.9 + 0.36 * len(order)))
+    ax = fig.subplots()
+    cmap = colormaps["coolwarm"]
     for rank, name in enumerate(order):
         x = contributions[name].to_numpy(dtype=float)
         code = codes[name].to_numpy(dtype=float)
@@ -124,7 +124,7 @@ def plot_shap_summary(sample: ShapSample, path: Path, title: str) -> Path:
     ax.set_yticks(range(len(order)), order)
     ax.set_ylim(len(order) - 0.5, -0.5)
     ax.set_xlabel("contribution to the risk (log-odds)")
-    bar = fig.colorbar(plt.cm.ScalarMappable(cmap=cmap), ax=ax, ticks=[0, 1], pad=0.02, aspect=40)
+    bar = fig.colorbar(ScalarMappable(cmap=cmap), ax=ax, ticks=[0, 1], pad=0.02, aspect=40)
     bar.ax.set_yticklabels(["low", "high"])
     bar.set_label("answer")
     ax.set_title(title, fontsize=9)
@@ -132,13 +132,17 @@ def plot_shap_summary(sample: ShapSample, path: Path, title: str) -> Path:
 
 
 def plot_performance(daily: pd.DataFrame, path: Path) -> Path:
-    """Daily ROC-AUC, precision, recall and F1 per model version, with volume by source below."""
-    plt = _pyplot()
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), sharex=True,
-                                      gridspec_kw={"height_ratios": [3, 2]})
+    """Daily ROC-AUC, precision, recall and F1 per model version, with volume by source below.
+
+    Points and bars sit at noon of their (UTC) day, between the midnight ticks."""
+    from matplotlib.dates import DateFormatter, DayLocator
+
+    fig = figure(figsize=(9, 6))
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    noon = pd.Timedelta(hours=12)
     for version, rows in daily.groupby("model_version"):
         for metric in METRICS:
-            top.plot(rows["day"], rows[metric], marker="o", label=f"v{version} {metric}")
+            top.plot(rows["day"] + noon, rows[metric], marker="o", label=f"v{version} {metric}")
     top.set_ylim(0, 1)
     top.set_ylabel("score (labelled rows)")
     top.legend(fontsize=7, ncol=4, loc="lower left")
@@ -148,21 +152,26 @@ def plot_performance(daily: pd.DataFrame, path: Path) -> Path:
     bottom_edge = np.zeros(len(volume))
     for column in sources:
         source = column.removeprefix("rows_")
-        bottom.bar(volume.index, volume[column], bottom=bottom_edge, width=0.8, label=source,
+        bottom.bar(volume.index + noon, volume[column], bottom=bottom_edge, width=0.8, label=source,
                    color=SOURCE_COLOURS.get(source))
         bottom_edge += volume[column].to_numpy()
     bottom.set_ylabel("predictions")
     bottom.legend(fontsize=7)
+    if len(volume):
+        first, last = volume.index.min(), volume.index.max() + pd.Timedelta(days=1)
+        bottom.set_xlim(first - pd.Timedelta(days=1), last + pd.Timedelta(days=1))
+        bottom.xaxis.set_major_locator(DayLocator(interval=max(1, (last - first).days // 10)))
+    bottom.xaxis.set_major_formatter(DateFormatter("%Y-%m-%d"))
     fig.autofmt_xdate()
     return save_figure(fig, path)
 
 
 def plot_drift(report: DriftReport, path: Path) -> Path:
     """Each feature's drift as a share of its threshold (1 = the flag line)."""
-    plt = _pyplot()
     frame = report.frame()
     ratio = (frame["value"] / frame["threshold"]).fillna(0)
-    fig, ax = plt.subplots(figsize=(7, 6))
+    fig = figure(figsize=(7, 6))
+    ax = fig.subplots()
     colours = ["#c44e52" if d else "#4c72b0" for d in frame["drifted"]]
     ax.barh(frame["feature"], ratio, color=colours)
     ax.axvline(1.0, color="grey", ls="--", lw=0.8)

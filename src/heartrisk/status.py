@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 from heartrisk.config import Settings
 from heartrisk.groups import GROUPS, open_group
 from heartrisk.pipelines.infer import infer_status
+from heartrisk.quarantine import quarantine_status
 from heartrisk.registry import registry_status
 from heartrisk.scheduler import schedule_status
 from heartrisk.store import FeatureGroup
@@ -51,6 +52,7 @@ SECTIONS: dict[str, Callable[[Settings], dict[str, Any]]] = {
     "schedule": schedule_status,
     "synthesizer": synthesizer_status,
     "batch_inference": infer_status,
+    "quarantine": quarantine_status,
 }
 
 

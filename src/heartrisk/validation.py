@@ -35,7 +35,15 @@ class Problem:
         if self.row is None:
             return f"column {self.column} {self.reason}"
         where = f"line {self.row + first_line}" if first_line is not None else f"row {self.row}"
-        return f"{where}, column {self.column}: {self.value!r} {self.reason}"
+        return f"{where}, column {self.column}: {shown_value(self.value)} {self.reason}"
+
+
+def shown_value(value: object, limit: int = 60) -> str:
+    """``repr(value)``, cut to about ``limit`` characters: a 5 MB cell must not make a 5 MB message."""
+    text = repr(value)
+    if len(text) <= limit + 20:
+        return text
+    return f"{text[:limit]}…[{len(str(value)):,} characters]{text[-1]}"
 
 
 class ValidationError(ValueError):

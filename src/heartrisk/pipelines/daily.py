@@ -29,6 +29,7 @@ from filelock import FileLock, Timeout
 from heartrisk.config import Settings
 from heartrisk.features import FEATURE_NAMES, LABEL
 from heartrisk.groups import HEART, HEART_USER, open_group
+from heartrisk.quarantine import quarantine_pending
 from heartrisk.store import LOCK_TIMEOUT_S
 from heartrisk.synth import SynthError, check_row_count
 from heartrisk.synth_registry import experiment_id, load_synthesizer, registry_client, registry_exists
@@ -61,6 +62,7 @@ class DailyResult:
     resumed: bool = False
     abandoned_runs: tuple[str, ...] = ()
     maintenance: dict[str, Any] = field(default_factory=dict)
+    quarantined: int = 0  # pending submissions held back as implausible (heartrisk.quarantine)
 
 
 def check_synthetic_count(n: object) -> int:
@@ -149,7 +151,7 @@ def _finish(client: Any, run_id: str, result: DailyResult) -> None:
     values = {
         "synthetic_rows": result.synthetic_rows, "user_rows": result.user_rows,
         "pending_submissions": result.pending_submissions, "skipped_rows": result.skipped_rows,
-        "heart_version": result.table_version,
+        "heart_version": result.table_version, "quarantined": result.quarantined,
         **{f"heart_user_{k}": v for k, v in _maintenance_counts(result.maintenance).items()},
     }
     client.log_batch(run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in values.items()])
@@ -232,14 +234,14 @@ def run_daily(settings: Settings, synthetic: int = DEFAULT_SYNTHETIC, *, positiv
             client = client or registry_client(settings)
             experiment = experiment_id(settings, EXPERIMENT)
             event_time = (now or datetime.now(UTC)).astimezone(UTC)
-            pending = pending_submissions(settings)
+            pending, quarantined = quarantine_pending(settings, pending_submissions(settings), event_time)
             run = client.create_run(experiment, run_name=f"daily-{event_time:%Y%m%d-%H%M%S}",
                                     tags={"job": JOB})
             run_id = run.info.run_id
             params = {"synthetic": count, "positive_rate": positive_rate,
                       "event_time": event_time.isoformat(),
                       "synthesizer_version": loaded.version if loaded else "",
-                      "pending_submissions": len(pending)}
+                      "pending_submissions": len(pending), "quarantined": quarantined}
             client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
             try:
                 result = _write(settings, run_id, event_time, count, positive_rate, loaded, pending)
@@ -247,7 +249,7 @@ def run_daily(settings: Settings, synthetic: int = DEFAULT_SYNTHETIC, *, positiv
                 client.set_terminated(run_id, "FAILED")
                 raise
             result = DailyResult(**{**vars(result), "abandoned_runs": tuple(abandoned),
-                                    "maintenance": maintain_user_group(settings)})
+                                    "maintenance": maintain_user_group(settings), "quarantined": quarantined})
             _finish(client, run_id, result)
             return result
     except Timeout:

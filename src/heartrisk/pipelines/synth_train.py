@@ -135,8 +135,7 @@ def train_synthesizer(settings: Settings, synth: SynthSettings | None = None,
                   "eval_rows_used": len(rows.evaluation), "heart_table_version": rows.table_version}
         client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
         fit = _fit_with_progress(rows, synth, show_progress,
-                                 lambda epoch, score: client.log_metric(run_id, "selection_quality",
-                                                                        score, step=epoch))
+                                 lambda report: _log_snapshot(client, run_id, report))
         quality = measure_quality(fit.synthesizer, rows.fit, rows.evaluation, seed=synth.seed)
         metrics = {**quality.metrics, "seconds_per_epoch": fit.seconds_per_epoch,
                    "fit_seconds": fit.fit_seconds, "prepare_seconds": fit.prepare_seconds}
@@ -154,8 +153,18 @@ def train_synthesizer(settings: Settings, synth: SynthSettings | None = None,
     return SynthTrainResult(version, run_id, metrics, fit, rows)
 
 
+def _log_snapshot(client: Any, run_id: str, report: EpochReport) -> None:
+    from mlflow.entities import Metric
+
+    stamp = int(time.time() * 1000)
+    values = {"selection_score": report.score, "selection_quality": report.quality,
+              "selection_tstr_roc_auc": report.tstr}
+    client.log_batch(run_id, metrics=[Metric(k, float(v), stamp, report.epoch)
+                                      for k, v in values.items() if v is not None and v == v])
+
+
 def _fit_with_progress(rows: RealRows, synth: SynthSettings, show: bool,
-                       on_score: Callable[[int, float], None]) -> FitResult:
+                       on_score: Callable[[EpochReport], None]) -> FitResult:
     """The fit under a progress bar: epoch, losses and the best snapshot so far.
 
     Snapshot scores go to the run as they come (``on_score``), so a long fit can be watched in MLflow.
@@ -167,7 +176,7 @@ def _fit_with_progress(rows: RealRows, synth: SynthSettings, show: bool,
 
         def on_epoch(report: EpochReport) -> None:
             if report.score is not None:
-                on_score(report.epoch, report.score)
+                on_score(report)
             best = (f" · best {report.best_score:.3f} @{report.best_epoch}"
                     if report.best_score is not None else "")
             bar.update(task, completed=report.epoch, description=(

@@ -79,7 +79,7 @@ class TrainSettings(BaseModel):
         None, gt=0, lt=1, description="threshold for this recall (screening) instead of best F1")
     families: tuple[str, ...] = FAMILIES
     treatments: tuple[str, ...] = TREATMENTS
-    search_iter: int = Field(5, ge=1, description="random configurations per (family, treatment)")
+    search_iter: int = Field(4, ge=1, description="random configurations per (family, treatment)")
     cv_folds: int = Field(3, ge=2)
     search_rows: int = Field(60_000, ge=200, description="training rows the CV search samples")
     max_train_rows: int | None = Field(None, ge=200, description="cap on training rows")
@@ -114,6 +114,7 @@ class TrainSettings(BaseModel):
     def for_quick(cls, **overrides: Any) -> TrainSettings:
         """A small sample and a tiny search: under a minute, for tests and smoke runs."""
         values: dict[str, Any] = {"quick": True, "search_iter": 1, "cv_folds": 2, "search_rows": 3000,
+                                  "threads": 1,  # worker processes cost more than they save here
                                   "max_train_rows": 20_000, "bootstrap": 100, "shap_rows": 300}
         values.update(overrides)
         return cls(**values)
@@ -237,12 +238,13 @@ def search(data: Prepared, ts: TrainSettings, on_done: Any = None) -> list[Candi
     for family in ts.families:
         for treatment in ts.treatments:
             started = time.perf_counter()
+            n_iter = search_budget(ts.search_iter, treatment)
             searcher = RandomizedSearchCV(
                 build_pipeline(family, treatment, ts.seed, threads=1), CANDIDATES[family],
-                n_iter=ts.search_iter, cv=folds, random_state=ts.seed, refit=False,
+                n_iter=n_iter, cv=folds, random_state=ts.seed, refit=False,
                 scoring={"pr_auc": "average_precision", "roc_auc": "roc_auc",
                          "brier": "neg_brier_score"},
-                n_jobs=min(ts.threads, ts.search_iter * ts.cv_folds), error_score="raise",
+                n_jobs=min(ts.threads, n_iter * ts.cv_folds), error_score="raise",
             )
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
@@ -258,6 +260,12 @@ def search(data: Prepared, ts: TrainSettings, on_done: Any = None) -> list[Candi
             if on_done:
                 on_done()
     return found
+
+
+def search_budget(search_iter: int, treatment: str) -> int:
+    """Configurations to try for one pair. SMOTE gets half: it triples the cost of a fit and came last
+    in every family on the dev data (docs/training.md), so full budgets there buy nothing."""
+    return max(1, search_iter // 2) if treatment == "smote" else search_iter
 
 
 def fit_candidate(candidate: Candidate, data: Prepared, ts: TrainSettings) -> RiskModel:

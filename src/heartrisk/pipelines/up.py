@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field
@@ -50,6 +50,11 @@ class UpOptions(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=7860, ge=0, le=65535)
     quick: bool = Field(default=False, description="small training and synthesizer fits (tests, demos)")
+    first_model: Literal["quick", "full"] = Field(
+        default="quick", description=(
+            "settings of the classifier trained when the home has none: 'quick' serves within minutes "
+            "and a full training follows in the background, promoted if it beats it at the gate; "
+            "'full' serves only once the full training is done"))
     synthetic: int = Field(default=100, ge=0, description="synthetic rows each daily run adds")
     hours: float = Field(default=24.0, gt=0, description="batch inference scores rows this recent")
     stop_grace_s: float = Field(default=30.0, ge=0,
@@ -58,10 +63,10 @@ class UpOptions(BaseModel):
 
 
 # ------------------------------------------------------------------------------------------ the jobs
-def train_settings(options: UpOptions) -> Any:
+def train_settings(quick: bool) -> Any:
     from heartrisk.pipelines.train import TrainSettings
 
-    return TrainSettings.for_quick() if options.quick else TrainSettings()
+    return TrainSettings.for_quick() if quick else TrainSettings()
 
 
 def synth_settings(options: UpOptions) -> Any:
@@ -78,11 +83,12 @@ def ingest_job(settings: Settings) -> str:
             f"(heart v{result.table_version})")
 
 
-def train_job(settings: Settings, options: UpOptions) -> str:
+def train_job(settings: Settings, quick: bool) -> str:
     from heartrisk.pipelines.train import train
 
-    result = train(settings, train_settings(options))
-    return f"version {result.version} ({result.family}): {result.decision}"
+    result = train(settings, train_settings(quick))
+    what = "quick settings" if quick else "full settings"
+    return f"version {result.version} ({result.family}, {what}): {result.decision}"
 
 
 def synth_job(settings: Settings, options: UpOptions) -> str:
@@ -123,6 +129,20 @@ def has_champion(settings: Settings) -> bool:
     return champion_version(settings) is not None
 
 
+def has_full_training(settings: Settings) -> bool:
+    """Whether a training run with the full settings has finished in this home (any way it ran)."""
+    from heartrisk.pipelines.train import EXPERIMENT
+    from heartrisk.registry import client
+
+    mlflow_client = client(settings)
+    experiment = mlflow_client.get_experiment_by_name(EXPERIMENT)
+    if experiment is None:
+        return False
+    runs = mlflow_client.search_runs([experiment.experiment_id], max_results=1,
+                                     filter_string="tags.quick = 'False' and attributes.status = 'FINISHED'")
+    return bool(runs)
+
+
 def has_synthesizer(settings: Settings) -> bool:
     from heartrisk.synth_registry import synthesizer_status
 
@@ -148,7 +168,8 @@ def build_scheduler(settings: Settings, options: UpOptions) -> JobScheduler:
     scheduler.add(Job("infer", lambda: infer_job(settings, options), schedule.schedule("infer"),
                       run_at_start=never_ran(settings, "infer"),
                       description="batch inference on new rows into heart_predictions"))
-    scheduler.add(Job("train", lambda: train_job(settings, options), schedule.schedule("retrain"),
+    scheduler.add(Job("train", lambda: train_job(settings, options.quick), schedule.schedule("retrain"),
+                      run_at_start=lambda: not options.quick and not has_full_training(settings),
                       description="retrain; promoted only if it beats the champion"))
     return scheduler
 
@@ -281,10 +302,13 @@ class Up:
                 run.summary = ingest_job(settings)
             self.say(f"ingest: {run.summary}")
         if not has_champion(settings):
-            mode = "quick" if self.options.quick else "full"
-            self.phase(f"training the first classifier ({mode} settings)")
+            quick = self.options.quick or self.options.first_model == "quick"
+            detail = "quick settings" if quick else "full settings"
+            if quick and not self.options.quick:
+                detail += "; a full training follows in the background"
+            self.phase(f"training the first classifier ({detail})")
             with job_lock(settings, "train", trigger="start", on_wait=self.say) as run:
-                run.summary = train_job(settings, self.options)
+                run.summary = train_job(settings, quick)
             self.say(f"train: {run.summary}")
             if not has_champion(settings):
                 raise UpError("training registered no champion; see `heartrisk status`")

@@ -1,8 +1,8 @@
 """The JSON API under ``/api/v1``: predict, share an outcome, health and the model in use.
 
-Routes that wait (a Delta commit, the registry) are plain functions that FastAPI runs in its thread
-pool, so they never block the event loop. A prediction with a fast model is computed on the loop
-itself (see :func:`predict`).
+The route that waits (a submission's Delta commit) is a plain function that FastAPI runs in its
+thread pool, so it never blocks the event loop; the others only read memory and run on the loop, and
+a prediction goes to the pool only when it is dear (see :func:`predict`).
 Every error body is an :class:`~heartrisk.web.schemas.ErrorBody`: one readable line plus the fields
 at fault, so a program and a person can both tell what to fix.
 """
@@ -58,7 +58,7 @@ def settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def served_model(cache: Annotated[ModelCache, Depends(models)]) -> Scorer:
+async def served_model(cache: Annotated[ModelCache, Depends(models)]) -> Scorer:
     """The champion in use; 503 (via :class:`ModelUnavailableError`) until there is one."""
     return cache.get()
 
@@ -70,11 +70,12 @@ async def predict(
     cache: Annotated[ModelCache, Depends(models)],
     explain: Annotated[bool, Query(description="include per-question SHAP contributions")] = True,
 ) -> Response:
-    # A fast model answers in well under a millisecond, less than the hop to a worker thread costs;
-    # a slow one (a forest's SHAP values) runs in the thread pool so it never holds up the event loop.
+    # A cheap answer (well under a millisecond) costs less than the hop to a worker thread; a dear
+    # one (TreeSHAP of a big model) runs in the thread pool: it never holds up the event loop, and
+    # two of them run on two cores at once (the model's C code releases the GIL).
     scorer = cache.get()
     rows = [answers_dict(body)]
-    if scorer.fast:
+    if scorer.cheap(explain):
         result = score(scorer, rows, with_explanations=explain)[0]
     else:
         result = (await run_in_threadpool(score, scorer, rows, explain))[0]
@@ -96,7 +97,7 @@ def create_submission(
 
 
 @router.get("/health", response_model=Health, summary="Is the server up, and is there a model")
-def health(cache: Annotated[ModelCache, Depends(models)]) -> Health:
+async def health(cache: Annotated[ModelCache, Depends(models)]) -> Health:
     version = cache.version
     if version is None:
         return Health(status="no model", model_version=None, detail=cache.reason)
@@ -105,7 +106,7 @@ def health(cache: Annotated[ModelCache, Depends(models)]) -> Health:
 
 @router.get("/model", response_model=ModelInfo, responses=_NO_MODEL,
             summary="The model in use: version, when it was trained, its test metrics")
-def model_info(scorer: Annotated[Scorer, Depends(served_model)]) -> ModelInfo:
+async def model_info(scorer: Annotated[Scorer, Depends(served_model)]) -> ModelInfo:
     model = scorer.loaded
     return ModelInfo(
         version=model.version, family=model.family, trained_at=model.trained_at,

@@ -20,6 +20,7 @@ from heartrisk.config import Settings
 from heartrisk.web import api
 from heartrisk.web.limits import BodySizeLimit
 from heartrisk.web.model_cache import ModelCache
+from heartrisk.web.security import SecuritySettings, install_security
 
 
 class WebSettings(BaseModel):
@@ -37,6 +38,8 @@ class WebSettings(BaseModel):
                                   description="form events (risk checks, shares) run at once")
     form_queue_size: int = Field(default=256, ge=1,
                                  description="form events waiting beyond this are turned away")
+    security: SecuritySettings = Field(default_factory=SecuritySettings.from_env,
+                                       description="rate limits (web/security.py; HEARTRISK_* variables)")
 
 
 def create_app(settings: Settings, web: WebSettings | None = None,
@@ -63,6 +66,7 @@ def create_app(settings: Settings, web: WebSettings | None = None,
     app.state.models = models
 
     app.add_middleware(BodySizeLimit, max_bytes=web.max_body_bytes)
+    install_security(app, web.security)  # outermost: headers, rate limits, generic 500s
     api.install_error_handlers(app)
     app.include_router(api.router)
     from heartrisk.web.monitor import mount_monitor  # the operator dashboard, before the form
@@ -84,6 +88,6 @@ def mount_form(app: FastAPI, settings: Settings, models: ModelCache, web: WebSet
     form.queue(default_concurrency_limit=web.form_concurrency, max_size=web.form_queue_size)
     gr.mount_gradio_app(
         app, form, path="/", css=CSS, ssr_mode=False, run_history=False,
-        footer_links=["gradio"], show_error=True, enable_monitoring=False,
+        footer_links=["gradio"], show_error=False, enable_monitoring=False,  # no internals to the page
         max_file_size=web.max_body_bytes,
     )

@@ -111,6 +111,7 @@ def _ready(loaded: LoadedModel) -> Scorer:
     scorer.score([{}], with_explanations=False)
     try:
         scorer.score([{}], with_explanations=True)
+        scorer.cheap(True)  # measures what a row costs, once
     except Exception:  # a model that cannot explain still serves risks
         log.exception("model version %s cannot explain its predictions", loaded.version)
     return scorer

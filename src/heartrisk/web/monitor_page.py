@@ -34,7 +34,7 @@ section h2{font-size:16px;margin:0 0 10px}
 .grid>div{min-width:0;overflow:hidden}
 .tiles{display:grid;grid-template-columns:repeat(auto-fit,minmax(150px,1fr));gap:10px}
 .tile{background:#f8fafc;border:1px solid #e5e7eb;border-radius:6px;padding:8px 12px}
-.tile b{display:block;font-size:20px}.tile span{font-size:12px;color:#555}
+.tile b{display:block;font-size:20px}.tile>span{font-size:12px;color:#555}
 table{border-collapse:collapse;font-size:13px;width:100%}
 th,td{border-bottom:1px solid #eee;padding:4px 8px;text-align:left}th{background:#f8fafc}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
@@ -62,10 +62,11 @@ def chart(fig: go.Figure, div_id: str) -> str:
 
 def table(header: list[str], rows: list[list[str]], numeric: set[int] | None = None) -> str:
     numeric = numeric or set()
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    head = "".join(f"<th>{escape(h)}</th>" for h in header) if any(header) else ""
     body = "".join("<tr>" + "".join(f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>"
                                     for i, c in enumerate(row)) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    thead = f"<thead><tr>{head}</tr></thead>" if head else ""
+    return f"<table>{thead}<tbody>{body}</tbody></table>"
 
 
 def page(title: str, body: str, head: str = "") -> str:

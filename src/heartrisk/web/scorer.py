@@ -20,6 +20,7 @@ once on 2 cores only get in each other's way.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 
 #: Random rows the compiled encoder must reproduce exactly before it is used.
 CHECK_ROWS = 256
+#: A one-row answer cheaper than this (ms) is computed on the event loop, not in a worker thread.
+INLINE_MS = 0.5
 _TOLERANCE = 1e-9
 
 
@@ -168,6 +171,7 @@ class Scorer:
         self.imputation = loaded.imputation()
         self.encoder = self._checked_encoder()
         self.path = self._checked_path()
+        self._cost_ms: dict[bool, float] | None = None
 
     @property
     def compiled(self) -> bool:
@@ -176,8 +180,19 @@ class Scorer:
 
     @property
     def fast(self) -> bool:
-        """True when a row costs about a millisecond or less, explanation included."""
+        """True when the encoder and the model both take a shortcut (see the module docstring)."""
         return self.compiled and not isinstance(self.path, ModelPath)
+
+    def cheap(self, with_explanations: bool) -> bool:
+        """True when scoring one row costs less than handing it to a worker thread would.
+
+        Measured once at load (the median of a few one-row calls). The API computes cheap answers
+        on the event loop and sends dear ones (a big LightGBM's TreeSHAP, a forest) to the thread
+        pool, where the C code runs on both cores at once with the GIL released.
+        """
+        if self._cost_ms is None:
+            self._cost_ms = {flag: _median_ms(lambda f=flag: self.score([{}], f)) for flag in (True, False)}
+        return self.fast and self._cost_ms[with_explanations] < INLINE_MS
 
     def _checked_encoder(self) -> CompiledEncoder | None:
         try:
@@ -242,6 +257,15 @@ class Scorer:
         grouped = np.column_stack([values[:, columns].sum(axis=1) for columns in self._groups])
         return Scored(probabilities, grouped * calibration.slope,
                       float(calibration(np.array([base]))[0]))
+
+
+def _median_ms(call: Any, repeats: int = 15) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - started) * 1000)
+    return float(np.median(times))
 
 
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
