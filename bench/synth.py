@@ -15,6 +15,7 @@ Targets (issue 4): quality >= 0.85 and TSTR ROC-AUC within 0.03 of TRTR, for the
 Saved to bench/results/synth.json. Timings are wall-clock on a shared machine: say when it was busy.
 
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python bench/synth.py [--csv PATH] [--quick] [--epochs N]
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python bench/synth.py --home HOME   # reuse a default fit
 """
 
 from __future__ import annotations
@@ -90,12 +91,40 @@ def conditional_tstr(synth, fit_rows, evaluation) -> float:
     return holdout_roc_auc(pd.concat(parts, ignore_index=True), evaluation)
 
 
+def measure_registered(settings):
+    """Figures of the champion of a home where `heartrisk synth train` ran with the default settings:
+    its quality measured again here on its own held-out rows, its fit time and trace from its run."""
+    from heartrisk.pipelines.synth_train import real_rows
+    from heartrisk.synth import SynthSettings, measure_quality
+    from heartrisk.synth_registry import load_synthesizer, registry_client
+
+    loaded = load_synthesizer(settings)
+    synth = loaded.synthesizer
+    knobs = SynthSettings(**synth.info.settings)
+    rows = real_rows(settings, knobs)
+    m = measure_quality(synth, rows.fit, rows.evaluation, seed=knobs.seed).metrics
+    client = registry_client(settings)
+    run = client.get_run(loaded.run_id)
+    history = {k: {h.step: h.value for h in client.get_metric_history(loaded.run_id, k)}
+               for k in ("selection_score", "selection_quality", "selection_tstr_roc_auc")}
+    trace = [{"epoch": e, "score": v, "quality": history["selection_quality"].get(e),
+              "tstr": history["selection_tstr_roc_auc"].get(e)}
+             for e, v in sorted(history["selection_score"].items())]
+    fit = {"source": f"`heartrisk synth train` in {settings.home}, version {loaded.version}",
+           "wall_seconds": run.data.metrics.get("fit_seconds", float("nan")),
+           "seconds_per_epoch_during_fit": run.data.metrics.get("seconds_per_epoch"), "trace": trace}
+    return fit, synth, rows.fit, rows.evaluation, m
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--csv", type=Path, default=DEFAULT_CSV)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the script, not the figures")
     parser.add_argument("--epochs", type=int, default=None, help="epochs of the default fit (default 200)")
     parser.add_argument("--timing-epochs", type=int, default=4)
+    parser.add_argument("--home", type=Path, default=None, help=(
+        "a home whose champion synthesizer was fitted by `heartrisk synth train` (default settings): "
+        "measure it instead of fitting again (the epoch timings still run)"))
     args = parser.parse_args()
     if not args.csv.is_file():
         print(f"dev data not found at {args.csv}; pass --csv or set HEARTRISK_CSV", file=sys.stderr)
@@ -113,8 +142,11 @@ def main() -> int:
                                   "load_average_at_start": os.getloadavg()[0],
                                   "torch_default_threads": default_threads}
     with tempfile.TemporaryDirectory(prefix="bench-synth-") as tmp:
-        settings = Settings(home=Path(tmp) / "home")
-        ingest(settings, args.csv)
+        if args.home:
+            settings = Settings(home=args.home)
+        else:
+            settings = Settings(home=Path(tmp) / "home")
+            ingest(settings, args.csv)
 
         sizes = (2_000, 5_000) if args.quick else (20_000, 50_000)
         epochs = 2 if args.quick else args.timing_epochs
@@ -125,32 +157,32 @@ def main() -> int:
             print(f"epoch time: {t['rows']:>6,} rows, {t['threads']} torch thread(s): "
                   f"{t['seconds_per_epoch']:.2f} s/epoch (data transformer {t['prepare_seconds']:.0f} s)")
 
-        knobs = SynthSettings.quick() if args.quick else SynthSettings(
-            **({"epochs": args.epochs} if args.epochs else {}))
-        started = time.perf_counter()
-        fitted = train_synthesizer(settings, knobs, show_progress=sys.stderr.isatty())
-        seconds = time.perf_counter() - started
-        synth = fitted.fit.synthesizer
-        m = fitted.metrics
-        results["default_fit"] = {
-            "settings": knobs.model_dump(), "wall_seconds": round(seconds, 1),
-            "best_epoch": synth.info.best_epoch,
-            "selection_score_best": synth.info.best_score,
-            "selection_score_last_epoch": fitted.fit.history[-1].score,
-            "selection_trace": [{"epoch": r.epoch, "score": r.score, "quality": r.quality, "tstr": r.tstr}
-                                for r in fitted.fit.history if r.score is not None],
-            "metrics": {k: round(v, 4) for k, v in m.items()},
-        }
-        results["raw_ctgan_quality"] = raw_quality(synth, fitted.rows.evaluation)
-        results["tstr_with_ctgan_conditioning"] = round(
-            conditional_tstr(synth, fitted.rows.fit, fitted.rows.evaluation), 4)
+        if args.home:
+            fit, synth, fit_rows, evaluation, m = measure_registered(settings)
+        else:
+            knobs = SynthSettings.quick() if args.quick else SynthSettings(
+                **({"epochs": args.epochs} if args.epochs else {}))
+            started = time.perf_counter()
+            fitted = train_synthesizer(settings, knobs, show_progress=sys.stderr.isatty())
+            synth, fit_rows, evaluation, m = (fitted.fit.synthesizer, fitted.rows.fit,
+                                              fitted.rows.evaluation, fitted.metrics)
+            fit = {"source": "fitted by this run", "wall_seconds": round(time.perf_counter() - started, 1),
+                   "trace": [{"epoch": r.epoch, "score": r.score, "quality": r.quality, "tstr": r.tstr}
+                             for r in fitted.fit.history if r.score is not None]}
+        fit.update(settings=synth.info.settings, best_epoch=synth.info.best_epoch,
+                   metrics={k: round(v, 4) for k, v in m.items()})
+        results["default_fit"] = fit
+        results["raw_ctgan_quality"] = raw_quality(synth, evaluation)
+        results["tstr_with_ctgan_conditioning"] = round(conditional_tstr(synth, fit_rows, evaluation), 4)
         results["sampling"] = sampling_rate(synth, 2_000 if args.quick else 20_000)
 
     base = results["raw_ctgan_quality"]
     s = results["sampling"]
-    print(f"default fit: {knobs.rows:,} rows x {knobs.epochs} epochs in {seconds:.0f} s "
-          f"(best snapshot: epoch {synth.info.best_epoch}, selection score {synth.info.best_score:.3f} vs "
-          f"{fitted.fit.history[-1].score:.3f} at the last epoch)")
+    trace = fit["trace"]
+    print(f"default fit ({fit['source']}): {synth.info.fit_rows:,} rows x {synth.info.epochs} epochs in "
+          f"{fit['wall_seconds']:.0f} s; best snapshot: epoch {synth.info.best_epoch} (selection score "
+          f"{synth.info.best_score:.3f}, scores by epoch: "
+          + ", ".join(f"{t['epoch']}: {t['score']:.3f}" for t in trace) + ")")
     print(f"quality (SDMetrics, {int(m['eval_rows']):,} held-out real rows): {m['quality_overall']:.3f} "
           f"(shapes {m['quality_column_shapes']:.3f}, pairs {m['quality_column_pair_trends']:.3f}); "
           f"baseline raw CTGAN output {base['overall']:.3f}; target >= 0.85")

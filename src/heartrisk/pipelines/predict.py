@@ -14,6 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from heartrisk.config import Settings
@@ -44,8 +45,8 @@ class PredictResult:
 
 def predict_csv(settings: Settings, csv_path: Path, out_path: Path) -> PredictResult:
     """Read, check, score the good rows with the champion and write OUT atomically."""
+    parsed = read_kaggle_csv(Path(csv_path), label="optional")  # a bad file fails before the model loads
     model = champion_model(settings)
-    parsed = read_kaggle_csv(Path(csv_path), label="optional")
     frame = parsed.frame
     bad = parsed.coerced.bad_rows
     good = frame.drop(index=bad)
@@ -56,13 +57,13 @@ def predict_csv(settings: Settings, csv_path: Path, out_path: Path) -> PredictRe
     probability = model.predict_proba(good)
     output = kaggle_frame(good)
     output.insert(0, "line", (good.index + FIRST_DATA_LINE).astype(int))
+    at_risk = probability >= model.threshold
     output["probability"] = probability.round(6)
-    output["prediction"] = (probability >= model.threshold)
-    output["prediction"] = output["prediction"].map({True: "Yes", False: "No"})
+    output["prediction"] = np.where(at_risk, "Yes", "No")
     write_atomically(output, Path(out_path))
     return PredictResult(
         path=Path(csv_path), out=Path(out_path), rows_in_file=len(frame), scored=len(good),
-        predicted_positive=int((probability >= model.threshold).sum()),
+        predicted_positive=int(at_risk.sum()),
         problems=parsed.coerced.problems,
         bad_lines=[int(r) + FIRST_DATA_LINE for r in bad],
         model_version=model.version, threshold=model.threshold,

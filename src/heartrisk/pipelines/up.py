@@ -117,10 +117,14 @@ def infer_job(settings: Settings, options: UpOptions) -> str:
 
 
 def has_heart_rows(settings: Settings) -> bool:
+    """Whether ``heart`` holds rows, from the Delta log alone (no data read: a full home starts fast).
+    Ingest is the first writer of ``heart`` and writes in one commit, so rows mean it ran."""
     from heartrisk.groups import HEART, open_group
 
     heart = open_group(settings, HEART)
-    return heart.exists() and heart.count(sources=["kaggle"]) > 0
+    if not heart.exists():
+        return False
+    return heart.table().get_add_actions(flatten=True).num_rows > 0  # inserts never add empty files
 
 
 def has_champion(settings: Settings) -> bool:

@@ -13,7 +13,8 @@ form alike:
   the answer a wrong password gets, so clients need no new case) until the window has moved on.
   (The password itself is compared in constant time by :mod:`heartrisk.web.auth`.)
 * **Headers**: a Content Security Policy that lets the Gradio form and the Plotly dashboard run
-  (inline scripts and styles from this origin only, nothing from other sites: no fonts, no trackers),
+  (inline scripts and styles from this origin only, nothing from other sites: no fonts, no trackers;
+  the dashboard also allows ``eval``, which plotly.js needs),
   ``frame-ancestors 'none'`` and ``X-Frame-Options: DENY``, ``nosniff``, ``Referrer-Policy:
   no-referrer``, and ``Cache-Control: no-store`` on the API (a prediction echoes health answers).
 * **No tracebacks to clients**: an exception that escapes the app, or a 500 from a mounted app,
@@ -74,6 +75,10 @@ _DOCS = ("default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsde
          "font-src 'self' https://fonts.gstatic.com; worker-src 'self' blob:; connect-src 'self'; "
          "object-src 'none'; base-uri 'self'; frame-ancestors 'none'")
 DOCS_PATHS = ("/docs", "/redoc")
+#: plotly.min.js compiles some functions at run time (``new Function``); only the operator's dashboard,
+#: behind the password, gets 'unsafe-eval' for it.
+_DASHBOARD = _SELF_ONLY.replace("script-src 'self' 'unsafe-inline'",
+                                "script-src 'self' 'unsafe-inline' 'unsafe-eval'")
 
 SECURITY_HEADERS: dict[str, str] = {
     "x-content-type-options": "nosniff",
@@ -205,6 +210,15 @@ def locked_out(wait: float, html: bool) -> tuple[dict, bytes]:
     return start, content
 
 
+def content_policy(path: str) -> str:
+    """The Content-Security-Policy of a path: self only; the API docs' CDN; eval for the dashboard."""
+    if path in DOCS_PATHS:
+        return _DOCS
+    if path == "/monitor" or path.startswith("/monitor/"):
+        return _DASHBOARD
+    return _SELF_ONLY
+
+
 def _is_operator(path: str) -> bool:
     return any(path == p or path.startswith(p + "/") for p in OPERATOR_PREFIXES)
 
@@ -298,8 +312,7 @@ class SecurityMiddleware:
     def _secured(self, start: Message, path: str) -> Message:
         headers = list(start.get("headers") or [])
         present = {name.lower() for name, _ in headers}
-        wanted = {**SECURITY_HEADERS,
-                  "content-security-policy": _DOCS if path in DOCS_PATHS else _SELF_ONLY}
+        wanted = {**SECURITY_HEADERS, "content-security-policy": content_policy(path)}
         if path.startswith("/api/"):
             wanted["cache-control"] = "no-store"
         headers += [(k.encode(), v.encode()) for k, v in wanted.items() if k.encode() not in present]
