@@ -96,6 +96,8 @@ def main() -> None:
     parser.add_argument("--csv", type=Path, default=DEFAULT_CSV)
     parser.add_argument("--quick", action="store_true", help="quick settings (a smoke run of this script)")
     parser.add_argument("--first-model", choices=("quick", "full"), default="quick")
+    parser.add_argument("--only-empty", action="store_true",
+                        help="stop once the form answers from the empty home (skip steps 2 and 3)")
     args = parser.parse_args()
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
@@ -121,7 +123,7 @@ def main() -> None:
               f"(ingest {results['empty home: ingest s']} s, train {results['empty home: train s']} s)",
               flush=True)
         runs_before = {n: jobs(home).get(n, {}).get("runs", 0) for n in background}
-        pending = set(background)
+        pending = set() if args.only_empty else set(background)
         while pending:
             state = jobs(home)
             for name in sorted(pending):
@@ -139,6 +141,9 @@ def main() -> None:
         print(f"  champion: {results['champion after the background jobs']}", flush=True)
         results["exit code after SIGINT"] = stop(proc)
         results["load after empty home"] = os.getloadavg()
+        if args.only_empty:
+            save(results, args)
+            return
 
         proc = start(up_args, env, log)
         results["full home"] = time_to_form(proc, url, log, timeout=600)
@@ -148,15 +153,22 @@ def main() -> None:
         proc = start(["serve", "--port", str(port)], env, log)
         results["baseline: serve on the full home"] = time_to_form(proc, url, log, timeout=600)
         stop(proc)
-    results["load_after"] = os.getloadavg()
 
+    save(results, args)
+
+
+def save(results: dict[str, Any], args: argparse.Namespace) -> None:
+    results["load_after"] = os.getloadavg()
     print(f"\n{'step':<36}{'seconds':>10}{'target':>10}")
     for name in ("empty home", "full home", "baseline: serve on the full home"):
+        if name not in results:
+            continue
         target = TARGETS.get(name)
         print(f"{name:<36}{results[name]:>10.1f}{(f'< {target:g}' if target else ''):>10}")
     print(f"load average before {results['load_before']}, after {results['load_after']} "
           f"({results['cpus']} cores)")
-    name = "up-quick" if args.quick else f"up-first-{args.first_model}"
+    name = "up-quick" if args.quick else f"up-first-{args.first_model}" + (
+        "-empty-only" if args.only_empty else "")
     out = ROOT / "bench" / "results" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

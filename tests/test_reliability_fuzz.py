@@ -31,10 +31,10 @@ pytestmark = pytest.mark.reliability
 
 #: Generated requests per operation and mode. Accepted submissions are few: each is a Delta commit.
 BUDGET: dict[str, dict[str, int]] = {
-    "POST /api/v1/predict": {"positive": 900, "negative": 900},
+    "POST /api/v1/predict": {"positive": 1000, "negative": 1000},
     "POST /api/v1/submissions": {"positive": 60, "negative": 900},
 }
-DEFAULT_BUDGET = {"positive": 25, "negative": 25}
+DEFAULT_BUDGET = {"positive": 10, "negative": 10}
 MINIMUM_REQUESTS = 3000
 
 

@@ -1,5 +1,6 @@
 """Load from another process on loopback: 500 predictions and 200 submissions at once against the real
-`heartrisk serve`: no 5xx, every submission stored exactly once; then the default rate limit bites."""
+`heartrisk serve`: no 5xx, every submission stored exactly once. (The load raises the rate limit: one
+process stands in for many clients; test_reliability_abuse.py shows the default limit biting.)"""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from typing import Any
 import pytest
 
 from heartrisk.config import Settings
-from heartrisk.web.security import SecuritySettings
 from reliability_support import REPO, Served
 from web_support import copy_home, stored_submissions
 
@@ -44,13 +44,3 @@ def test_500_predictions_and_200_submissions_at_once(trained_home: Settings, tmp
     assert set(stored["submission_id"]) == set(acknowledged)
     for row in stored.itertuples():  # each row holds what its own request sent
         assert row.bmi == pytest.approx(acknowledged[row.submission_id])
-
-    # The same 200 from one client at the default limit (a fresh home): the limit bites, nothing breaks.
-    fresh = copy_home(trained_home, tmp_path / "fresh")
-    with Served(fresh, tmp_path / "serve-default.log") as served:
-        limited = load(served.url, 0, 200)
-    allowed = SecuritySettings().submission_limit
-    print("default limit:", limited["submission"]["statuses"])
-    assert limited["server_errors"] == 0
-    assert limited["submission"]["statuses"] == {"201": allowed, "429": 200 - allowed}
-    assert len(stored_submissions(fresh)) == allowed

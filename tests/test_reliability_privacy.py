@@ -174,13 +174,22 @@ def test_no_address_or_identifier_is_logged_or_stored(trained_home: Settings, tm
     assert not {"ip", "address", "client", "user_agent"} & set(HEART_USER.columns)
 
 
-def test_uvicorn_client_lines_lose_the_address(caplog: pytest.LogCaptureFixture) -> None:
+def test_uvicorn_client_lines_lose_the_address(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     import logging
 
-    from heartrisk.web.security import redact_server_logs
+    from heartrisk.web.app import WebSettings
+    from heartrisk.web.server import uvicorn_config
 
-    redact_server_logs()
-    with caplog.at_level(logging.INFO, logger="uvicorn.error"):
-        logging.getLogger("uvicorn.error").info('%s - "WebSocket %s" [accepted]', "127.0.0.2:51234", "/x")
-        logging.getLogger("uvicorn.error").info("Uvicorn running on %s://%s:%d", "http", "127.0.0.1", 80)
-    assert caplog.messages == ['- - "WebSocket /x" [accepted]', "Uvicorn running on http://127.0.0.1:80"]
+    monkeypatch.setenv(auth.PASSWORD_ENV, PASSWORD)
+    uvicorn_config(settings, WebSettings(port=0))  # the app, then uvicorn's own logging set-up
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("uvicorn.error")
+    logger.addHandler(handler)
+    try:
+        logger.info('%s - "WebSocket %s" [accepted]', "127.0.0.2:51234", "/x")
+        logger.info("Uvicorn running on %s://%s:%d", "http", "127.0.0.1", 80)
+    finally:
+        logger.removeHandler(handler)
+    assert seen == ['- - "WebSocket /x" [accepted]', "Uvicorn running on http://127.0.0.1:80"]

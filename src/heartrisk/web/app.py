@@ -3,8 +3,8 @@
 ``create_app(settings)`` builds one FastAPI app from settings (a test builds its own on a temporary
 home). Order matters: the Gradio form is mounted at ``/`` and answers every path not routed before
 it, so the API (``/api/v1``), the docs (``/docs``) and the dashboard (``/monitor``) come first.
-Cross-cutting concerns (body size now; rate limits and security headers later) are app-wide
-middleware, so they cover the API and the form alike.
+Cross-cutting concerns (body size: web/limits.py; rate limits, security headers and generic 500s:
+web/security.py) are app-wide middleware, so they cover the API, the dashboard and the form alike.
 """
 
 from __future__ import annotations
