@@ -411,7 +411,7 @@ def forget(
     submission_id: Annotated[str, typer.Argument(
         help="The reference the person was given when they shared their outcome (a UUID).")],
 ) -> None:
-    """Remove one shared submission from every table and purge the tables' history (reliability.md)."""
+    """Remove one shared submission from every table; purge their history so time travel cannot read it."""
     from heartrisk.pipelines.forget import ForgetError, check_submission_id
     from heartrisk.pipelines.forget import forget as run_forget
     from heartrisk.scheduler import job_lock

@@ -79,6 +79,14 @@ class Settings(BaseModel):
         return self.home / "mlartifacts"
 
     @property
+    def experiment_artifact_location(self) -> str | None:
+        """Where new MLflow experiments keep artifacts: under the home for a local database; left to
+        the tracking server (None) when there is one, so every machine can load the models."""
+        if self.tracking_uri.startswith(("http://", "https://", "databricks")):
+            return None
+        return self.artifacts_dir.absolute().as_uri()
+
+    @property
     def locks_dir(self) -> Path:
         return self.home / "locks"
 

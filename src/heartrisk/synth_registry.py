@@ -74,7 +74,7 @@ def experiment_id(settings: Settings, name: str) -> str:
     if found is not None:
         return found.experiment_id
     settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
-    return client.create_experiment(name, artifact_location=settings.artifacts_dir.absolute().as_uri())
+    return client.create_experiment(name, artifact_location=settings.experiment_artifact_location)
 
 
 def _requirements() -> list[str]:

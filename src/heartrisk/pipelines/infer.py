@@ -305,7 +305,7 @@ def experiment_id(client: Any, settings: Settings) -> str:
     settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
     try:
         return client.create_experiment(EXPERIMENT,
-                                        artifact_location=settings.artifacts_dir.absolute().as_uri())
+                                        artifact_location=settings.experiment_artifact_location)
     except MlflowException:  # another process created it first
         return client.get_experiment_by_name(EXPERIMENT).experiment_id
 

@@ -385,7 +385,7 @@ def log_run(settings: Settings, ts: TrainSettings, data: Prepared, model: RiskMo
     if experiment is None:
         settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
         experiment_id = mlflow.create_experiment(
-            ts.experiment, artifact_location=settings.artifacts_dir.absolute().as_uri())
+            ts.experiment, artifact_location=settings.experiment_artifact_location)
     else:
         experiment_id = experiment.experiment_id
     split = data.split

@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import socket
+import sqlite3
 import sys
 import threading
 import time
@@ -128,8 +129,19 @@ def has_heart_rows(settings: Settings) -> bool:
 
 
 def has_champion(settings: Settings) -> bool:
-    from heartrisk.registry import champion_version
+    """Whether the registry has a champion. On the default SQLite registry one read-only query
+    answers "yes" without importing MLflow (seconds, which the server loads in the background
+    anyway); any other answer is checked through MLflow."""
+    from heartrisk.registry import CHAMPION, MODEL_NAME, champion_version
 
+    uri = settings.tracking_uri
+    if uri.startswith("sqlite:///") and Path(uri.removeprefix("sqlite:///")).is_file():
+        with contextlib.suppress(sqlite3.Error), contextlib.closing(sqlite3.connect(
+                f"file:{uri.removeprefix('sqlite:///')}?mode=ro", uri=True, timeout=5)) as db:
+            found = db.execute("SELECT 1 FROM registered_model_aliases WHERE name = ? AND alias = ?",
+                               (MODEL_NAME, CHAMPION)).fetchone()
+            if found:
+                return True
     return champion_version(settings) is not None
 
 

@@ -43,6 +43,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from heartrisk.config import ConfigError
+from heartrisk.web.auth import COOKIE as OPERATOR_COOKIE
+from heartrisk.web.auth import REALM
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,6 @@ SUBMISSION_PATH = "/api/v1/submissions"
 #: Gradio events whose ``concurrency_id`` is one of these store a submission (see web/form.py).
 SUBMITTING_EVENTS = frozenset({"share"})
 OPERATOR_PREFIXES = ("/monitor", "/api/v1/monitor")
-OPERATOR_COOKIE = "heartrisk_operator"
 #: Largest queue/join body read to find the event (the form's bodies are well under 2 KB).
 MAX_EVENT_BODY = 256 * 1024
 
@@ -200,8 +201,9 @@ def locked_out(wait: float, html: bool) -> tuple[dict, bytes]:
     detail = (f"too many wrong operator passwords from this client; the password is not checked "
               f"for {seconds} s")
     headers = {"retry-after": str(seconds), "cache-control": "no-store"}
-    if not html:
-        return _json(401, {"detail": detail, "errors": []}, headers)
+    if not html:  # a 401 names its scheme, as the API's own 401s do
+        return _json(401, {"detail": detail, "errors": []},
+                     {**headers, "www-authenticate": f'Basic realm="{REALM}"'})
     content = (f"<!doctype html><meta charset='utf-8'><title>heartrisk · monitoring</title>"
                f"<p>{detail.capitalize()}.</p>").encode()
     start = {"type": "http.response.start", "status": 401, "headers": [
