@@ -96,7 +96,8 @@ def measure_registered(settings):
     its quality measured again here on its own held-out rows, its fit time and trace from its run."""
     from heartrisk.pipelines.synth_train import real_rows
     from heartrisk.synth import SynthSettings, measure_quality
-    from heartrisk.synth_registry import load_synthesizer, registry_client
+    from heartrisk.synth_registry import load_synthesizer
+    from heartrisk.tracking import client as registry_client
 
     loaded = load_synthesizer(settings)
     synth = loaded.synthesizer

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -17,9 +18,10 @@ from heartrisk.cli import app
 from heartrisk.config import Settings
 from heartrisk.features import FEATURE_NAMES, LABEL
 from heartrisk.groups import HEART, HEART_USER, open_group
-from heartrisk.pipelines.daily import EXPERIMENT, DailyError, pending_submissions, run_daily
+from heartrisk.pipelines.daily import EXPERIMENT, DailyError, finished_since, pending_submissions, run_daily
 from heartrisk.submissions import add_submission
-from heartrisk.synth_registry import SynthesizerMissingError, registry_client
+from heartrisk.synth_registry import SynthesizerMissingError
+from heartrisk.tracking import client as registry_client
 from heartrisk.validation import coerce
 
 ANSWERS = {"bmi": 31.2, "smoking": "No", "sex": "Male", "age_category": "70-74", "gen_health": "Fair",
@@ -65,8 +67,13 @@ def test_daily_twice_adds_synthetic_rows_and_merges_each_submission_once(quick_s
     ids = [add_submission(settings, ANSWERS, True), add_submission(settings, {"bmi": 22.0}, False)]
     assert sorted(pending_submissions(settings)["submission_id"]) == sorted(ids)
 
+    before = datetime.now(UTC)
+    assert not finished_since(settings, before)
     first = run_daily(settings, synthetic=30)
     assert (first.synthetic_rows, first.user_rows, first.pending_submissions) == (30, 2, 2)
+    # what the scheduler asks before re-running a daily job it saw cut short
+    assert finished_since(settings, before)
+    assert not finished_since(settings, datetime.now(UTC) + timedelta(seconds=5))
     assert first.synthesizer_version == "1" and not first.resumed
     assert pending_submissions(settings).empty
     second = run_daily(settings, synthetic=30)

@@ -151,7 +151,7 @@ def with_submissions(quick_synthesizer: Settings) -> Settings:
 def daily_runs(home: Settings) -> list[str]:
     """Statuses of the home's daily runs in MLflow (none before the first run)."""
     from heartrisk.pipelines.daily import EXPERIMENT
-    from heartrisk.synth_registry import registry_client
+    from heartrisk.tracking import client as registry_client
 
     client = registry_client(home)
     experiment = client.get_experiment_by_name(EXPERIMENT)

@@ -267,6 +267,51 @@ def test_a_run_interrupted_by_a_crash_runs_again_at_start(settings: Settings, tm
     assert JobState(settings).job("infer")["last_trigger"] == "interrupted"
 
 
+def interrupted_infer(settings: Settings) -> datetime:
+    """The state a process killed during an infer run leaves behind; returns when that run started."""
+    proc = hold_lock(settings, 60)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return datetime.fromisoformat(JobState(settings).job("infer")["last_start"])
+
+
+def test_an_interrupted_run_that_had_finished_its_work_is_not_run_again(settings: Settings,
+                                                                         tmp_path: Path) -> None:
+    started = interrupted_infer(settings)
+    asked: list[datetime] = []
+    log = tmp_path / "runs.txt"
+    scheduler = JobScheduler(settings, fast())
+    scheduler.add(Job("infer", sleeper(log, 0.0), Schedule.parse("every 1h"),
+                      finished_since=lambda moment: asked.append(moment) or True))
+    try:
+        assert scheduler.start() == []
+        time.sleep(0.5)
+    finally:
+        scheduler.shutdown(wait_s=5)
+    assert asked == [started]
+    assert not log.exists()
+    record = JobState(settings).job("infer")
+    assert record["last_outcome"] == "ok"
+    assert record["last_summary"] == "finished before the process stopped"
+
+
+def test_an_interrupted_run_runs_again_when_the_job_cannot_tell_if_it_finished(
+        settings: Settings, tmp_path: Path) -> None:
+    interrupted_infer(settings)
+
+    def cannot_tell(moment: datetime) -> bool:
+        raise OSError("registry unreachable")
+
+    log = tmp_path / "runs.txt"
+    scheduler = JobScheduler(settings, fast())
+    scheduler.add(Job("infer", sleeper(log, 0.0), Schedule.parse("every 1h"), finished_since=cannot_tell))
+    assert scheduler.start() == ["infer"]
+    try:
+        wait_for(lambda: len(interval_log(log)) == 1)
+    finally:
+        scheduler.shutdown(wait_s=5)
+
+
 def test_shutdown_drops_queued_runs_and_waits_for_the_running_one(settings: Settings,
                                                                    tmp_path: Path) -> None:
     log = tmp_path / "runs.txt"

@@ -24,9 +24,9 @@ from heartrisk.synth_registry import (
     SynthesizerCorruptError,
     SynthesizerMissingError,
     load_synthesizer,
-    registry_client,
     synthesizer_status,
 )
+from heartrisk.tracking import client as registry_client
 from heartrisk.validation import coerce
 
 BOUNDS = {f.name: (f.low, f.high) for f in FEATURES if f.is_numeric}

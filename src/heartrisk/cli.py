@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,16 +33,29 @@ err = Console(stderr=True)
 USER_ERRORS: list[type[BaseException]] = [ConfigError]
 
 
-def user_errors() -> tuple[type[BaseException], ...]:
-    from heartrisk.dataset import DatasetError
-    from heartrisk.pipelines.predict import PredictError
-    from heartrisk.pipelines.train import TrainError
-    from heartrisk.registry import NoModelError, RegistryError
-    from heartrisk.store import StoreError
-    from heartrisk.validation import ValidationError
+#: Errors a user can fix, by the module that defines them (module -> class names).
+_USER_ERROR_CLASSES: dict[str, tuple[str, ...]] = {
+    "heartrisk.dataset": ("DatasetError",),
+    "heartrisk.store": ("StoreError",),
+    "heartrisk.validation": ("ValidationError",),
+    "heartrisk.registry": ("NoModelError", "RegistryError"),
+    "heartrisk.pipelines.train": ("TrainError",),
+    "heartrisk.pipelines.predict": ("PredictError",),
+}
 
-    return (*USER_ERRORS, DatasetError, StoreError, ValidationError, NoModelError, RegistryError,
-            TrainError, PredictError)
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The error classes to turn into a one-line message.
+
+    Only modules already imported are asked: an error whose module was never imported cannot have
+    been raised, and importing e.g. the training pipeline just to name its error costs seconds
+    (scikit-learn) on the way to printing a message about a misspelt path.
+    """
+    found: list[type[BaseException]] = list(USER_ERRORS)
+    for module, names in _USER_ERROR_CLASSES.items():
+        if module in sys.modules:
+            found.extend(getattr(sys.modules[module], name) for name in names)
+    return tuple(found)
 
 
 @contextmanager

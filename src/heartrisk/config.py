@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -25,6 +26,28 @@ ENV_VARS: dict[str, str] = {
 
 class ConfigError(ValueError):
     """A setting is wrong; the message names the environment variable and what it expects."""
+
+
+SettingsModel = TypeVar("SettingsModel", bound=BaseModel)
+
+
+def settings_from_env(model: type[SettingsModel], env_vars: Mapping[str, str], what: str,
+                      env: Mapping[str, str] | None = None,
+                      overrides: Mapping[str, object] | None = None) -> SettingsModel:
+    """Build ``model`` from the environment variables ``env_vars`` names (field -> variable), with
+    options given on the command line (``overrides``, None = not given) winning.
+
+    Shared by every settings model so a bad value always fails at start with the same kind of message:
+    the variable's name and what is wrong with it (``what`` says which settings they are).
+    """
+    env = os.environ if env is None else env
+    values: dict[str, object] = {k: env[v] for k, v in env_vars.items() if env.get(v)}
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        lines = [f"{env_vars.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError(f"invalid {what}: " + "; ".join(lines)) from None
 
 
 class Settings(BaseModel):
@@ -47,16 +70,7 @@ class Settings(BaseModel):
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Build settings from ``HEARTRISK_*`` variables; CLI options come in as overrides."""
-        env = os.environ if env is None else env
-        values: dict[str, object] = {k: env[v] for k, v in ENV_VARS.items() if env.get(v)}
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        try:
-            return cls(**values)
-        except ValidationError as exc:
-            lines = [
-                f"{ENV_VARS.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}" for e in exc.errors()
-            ]
-            raise ConfigError("invalid settings: " + "; ".join(lines)) from None
+        return settings_from_env(cls, ENV_VARS, "settings", env, overrides)
 
     # Everything below derives from the home unless set explicitly.
     @property

@@ -16,13 +16,13 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from heartrisk.config import Settings
+from heartrisk.tracking import client, tracking_exists
 
 if TYPE_CHECKING:  # the model stack (sklearn, LightGBM) loads only with a model
     from heartrisk.model import RiskModel
@@ -99,24 +99,9 @@ class LoadedModel:
 
 
 # ---------------------------------------------------------------------------------------- access
-def client(settings: Settings) -> Any:
-    """An MLflow client on the settings' tracking URI (never the process-wide default)."""
-    import mlflow
-
-    return mlflow.MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
-
-
-def registry_exists(settings: Settings) -> bool:
-    """False when the default SQLite file is not there yet (so asking does not create it)."""
-    uri = settings.tracking_uri
-    if uri.startswith("sqlite:///"):
-        return Path(uri.removeprefix("sqlite:///")).is_file()
-    return True
-
-
 def champion_version(settings: Settings) -> str | None:
     """The champion's version, or None: one cheap query, for servers polling for a new champion."""
-    if not registry_exists(settings):
+    if not tracking_exists(settings):
         return None
     from mlflow.exceptions import MlflowException
 
@@ -160,7 +145,7 @@ def _load(settings: Settings, version: str) -> LoadedModel:
     import mlflow.sklearn
     from mlflow.exceptions import MlflowException
 
-    if not registry_exists(settings):
+    if not tracking_exists(settings):
         raise NoModelError(f"no model registry at {settings.tracking_uri}; run `heartrisk train` first")
     mlflow_client = client(settings)
     try:
@@ -201,7 +186,7 @@ def _model_location(mlflow_client: Any, mv: Any) -> str:
 # ---------------------------------------------------------------------------------------- operator
 def versions(settings: Settings) -> list[dict[str, Any]]:
     """Every registered version, newest first, with its test metrics, tags and aliases."""
-    if not registry_exists(settings):
+    if not tracking_exists(settings):
         return []
     from mlflow.exceptions import MlflowException
 
@@ -278,7 +263,7 @@ def rollback(settings: Settings) -> str:
 
 def registry_status(settings: Settings) -> dict[str, Any]:
     """For `heartrisk status`: versions, the champion and its test metrics (never creates the DB)."""
-    if not registry_exists(settings):
+    if not tracking_exists(settings):
         return {"tracking_uri": settings.tracking_uri, "exists": False,
                 "hint": "run `heartrisk train`"}
     rows = versions(settings)

@@ -43,10 +43,10 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from filelock import FileLock, Timeout
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tzlocal import get_localzone
 
-from heartrisk.config import ConfigError, Settings
+from heartrisk.config import Settings, settings_from_env
 
 log = logging.getLogger("heartrisk.scheduler")
 
@@ -167,15 +167,7 @@ class ScheduleSettings(BaseModel):
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> ScheduleSettings:
         """Schedule settings from ``HEARTRISK_*`` variables, CLI options as overrides."""
-        env = os.environ if env is None else env
-        values: dict[str, object] = {k: env[v] for k, v in SCHEDULE_ENV_VARS.items() if env.get(v)}
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        try:
-            return cls(**values)
-        except ValidationError as exc:
-            lines = [f"{SCHEDULE_ENV_VARS.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}"
-                     for e in exc.errors()]
-            raise ConfigError("invalid schedule: " + "; ".join(lines)) from None
+        return settings_from_env(cls, SCHEDULE_ENV_VARS, "schedule", env, overrides)
 
     def schedule(self, job: str) -> Schedule:
         return Schedule.parse(getattr(self, job))
@@ -379,7 +371,10 @@ class Job:
 
     ``schedule`` None means the job only runs when :attr:`run_at_start` says so (the synthesizer
     fit when no synthesizer exists). ``run_at_start`` is asked once, at start, in addition to the
-    missed-run rule.
+    missed-run rule. ``finished_since(moment)`` says whether a run of the job that started at or
+    after ``moment`` completed: a process killed after the job's own work committed but before the
+    state file said so must not run the job again (the daily job would add a second batch of
+    synthetic rows).
     """
 
     name: str
@@ -387,6 +382,7 @@ class Job:
     schedule: Schedule | None = None
     run_at_start: Callable[[], bool] | None = None
     description: str = ""
+    finished_since: Callable[[datetime], bool] | None = None
 
 
 @dataclass
@@ -449,7 +445,9 @@ class JobScheduler:
 
     def _start_reason(self, job: Job, record: dict[str, Any], now: datetime) -> str | None:
         if record.get("last_outcome") == "interrupted":
-            return "interrupted"
+            if not self._finished_anyway(job, record):
+                return "interrupted"
+            record = self.state.job(job.name)
         if job.schedule is not None and job.schedule.enabled:
             reference = _parse(record.get("last_start")) or _parse(record.get("registered"))
             due = job.schedule.next_after(reference, self.tz) if reference else None
@@ -465,6 +463,24 @@ class JobScheduler:
             if wanted:
                 return "start"
         return None
+
+    def _finished_anyway(self, job: Job, record: dict[str, Any]) -> bool:
+        """Whether the interrupted run had in fact completed its work (then it is recorded as ok)."""
+        started = _parse(record.get("last_start"))
+        if job.finished_since is None or started is None:
+            return False
+        try:
+            finished = job.finished_since(started)
+        except Exception as exc:  # cannot tell: run it again; the job itself must stay idempotent
+            log.warning("%s: could not tell whether the interrupted run finished (%s); running it again",
+                        job.name, _error_text(exc))
+            return False
+        if finished:
+            log.info("%s: the run cut short last time had finished its work; not running it again",
+                     job.name)
+            self.state.update_job(job.name, last_outcome="ok", last_error=None,
+                                  last_summary="finished before the process stopped")
+        return finished
 
     # -- running
     def run_now(self, name: str, reason: str = "manual") -> None:

@@ -20,6 +20,8 @@ import pandas as pd
 
 from heartrisk.config import Settings
 from heartrisk.synth import SynthError, Synthesizer
+from heartrisk.tracking import client as tracking_client
+from heartrisk.tracking import tracking_exists
 
 REGISTERED_MODEL = "heart-synthesizer"
 CHAMPION = "champion"
@@ -53,30 +55,6 @@ class LoadedSynthesizer:
     run_id: str
 
 
-def registry_client(settings: Settings) -> Any:
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
-
-
-def registry_exists(settings: Settings) -> bool:
-    """False for a local SQLite registry that was never created (reading must not create one)."""
-    uri = settings.tracking_uri
-    if uri.startswith("sqlite:///"):
-        return Path(uri.removeprefix("sqlite:///")).is_file()
-    return True
-
-
-def experiment_id(settings: Settings, name: str) -> str:
-    """The experiment's id, created with its artifacts under the home on first use."""
-    client = registry_client(settings)
-    found = client.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
-    return client.create_experiment(name, artifact_location=settings.experiment_artifact_location)
-
-
 def _requirements() -> list[str]:
     pins = []
     for package in ("ctgan", "torch", "pandas", "sdmetrics"):
@@ -91,7 +69,7 @@ def log_synthesizer(settings: Settings, run_id: str, synth: Synthesizer) -> tupl
     """Save ``synth`` as a pyfunc model into the run's artifacts; returns (source URI, sha256)."""
     import mlflow.pyfunc
 
-    client = registry_client(settings)
+    client = tracking_client(settings)
     with tempfile.TemporaryDirectory(prefix="heartrisk-synth-") as tmp:
         data = Path(tmp) / "data" / DATA_FOLDER
         sha = synth.save(data)
@@ -111,7 +89,7 @@ def register_synthesizer(settings: Settings, run_id: str, source: str, sha: str,
     """A new version of ``heart-synthesizer`` from a logged model; moves ``champion`` to it."""
     from mlflow.exceptions import MlflowException
 
-    client = registry_client(settings)
+    client = tracking_client(settings)
     try:
         client.create_registered_model(REGISTERED_MODEL, description=(
             "CTGAN synthesizer of heart rows; quality measured on held-out real rows (docs/synthetic.md)"))
@@ -162,9 +140,9 @@ def load_synthesizer(settings: Settings, alias: str = CHAMPION,
     """
     from mlflow.models import Model
 
-    if not registry_exists(settings):
+    if not tracking_exists(settings):
         raise SynthesizerMissingError(f"no model registry at {settings.tracking_uri} yet: {TRAIN_HINT}")
-    client = registry_client(settings)
+    client = tracking_client(settings)
     entry = _model_version(client, alias, model_version)
     name = f"{REGISTERED_MODEL} version {entry.version}"
 
@@ -195,9 +173,9 @@ def load_synthesizer(settings: Settings, alias: str = CHAMPION,
 
 def synthesizer_status(settings: Settings) -> dict[str, Any]:
     """The champion synthesizer's version and quality, for `heartrisk status` (reads no weights)."""
-    if not registry_exists(settings):
+    if not tracking_exists(settings):
         return {"registered": False, "hint": TRAIN_HINT}
-    client = registry_client(settings)
+    client = tracking_client(settings)
     try:
         entry = _model_version(client, CHAMPION, None)
     except SynthesizerMissingError:

@@ -32,7 +32,9 @@ from heartrisk.groups import HEART, HEART_USER, open_group
 from heartrisk.quarantine import quarantine_pending
 from heartrisk.store import LOCK_TIMEOUT_S
 from heartrisk.synth import SynthError, check_row_count
-from heartrisk.synth_registry import experiment_id, load_synthesizer, registry_client, registry_exists
+from heartrisk.synth_registry import load_synthesizer
+from heartrisk.tracking import client as tracking_client
+from heartrisk.tracking import experiment_id, find_runs, tracking_exists
 
 EXPERIMENT = "feature-pipeline"
 JOB = "daily"
@@ -142,6 +144,17 @@ def _interrupted_runs(client: Any, experiment: str) -> list[Any]:
     )
 
 
+def finished_since(settings: Settings, moment: datetime) -> bool:
+    """Whether a daily run that started at or after ``moment`` finished (its rows are in ``heart``).
+
+    The scheduler asks this before re-running a daily job it saw cut short: the run may have
+    committed and recorded FINISHED just before the process died, and running it again would add a
+    second batch of synthetic rows for the same day."""
+    since_ms = int(moment.timestamp() * 1000) - 1000  # the state's clock and MLflow's may differ by ms
+    return bool(find_runs(settings, EXPERIMENT, f"tags.job = '{JOB}' and attributes.status = 'FINISHED' "
+                                                f"and attributes.start_time >= {since_ms}"))
+
+
 def _finish(client: Any, run_id: str, result: DailyResult) -> None:
     import time
 
@@ -224,14 +237,14 @@ def run_daily(settings: Settings, synthetic: int = DEFAULT_SYNTHETIC, *, positiv
     settings.ensure_home()
     try:
         with FileLock(str(settings.locks_dir / "daily.lock"), timeout=LOCK_TIMEOUT_S):
-            client = registry_client(settings) if registry_exists(settings) else None
+            client = tracking_client(settings) if tracking_exists(settings) else None
             known = client.get_experiment_by_name(EXPERIMENT) if client else None
             finished, abandoned = (_settle_interrupted(settings, client, known.experiment_id)
                                    if known else (None, []))
             if finished is not None:
                 return finished
             loaded = load_synthesizer(settings) if count else None  # before anything is written
-            client = client or registry_client(settings)
+            client = client or tracking_client(settings)
             experiment = experiment_id(settings, EXPERIMENT)
             event_time = (now or datetime.now(UTC)).astimezone(UTC)
             pending, quarantined = quarantine_pending(settings, pending_submissions(settings), event_time)

@@ -263,8 +263,11 @@ def log_run(settings: Settings, model: Any, start: datetime, now: datetime, hour
     """One MLflow run in ``batch-inference`` with the batch's metrics and the monitoring files."""
     from mlflow.entities import Metric, Param, RunTag
 
-    client = mlflow_client(settings)
-    experiment = experiment_id(client, settings)
+    from heartrisk.tracking import client as tracking_client
+    from heartrisk.tracking import experiment_id
+
+    client = tracking_client(settings)
+    experiment = experiment_id(settings, EXPERIMENT)
     run = client.create_run(experiment, run_name=f"infer-v{model.version}-{now:%Y%m%d-%H%M}")
     run_id = run.info.run_id
     try:
@@ -289,30 +292,9 @@ def log_run(settings: Settings, model: Any, start: datetime, now: datetime, hour
     return run_id
 
 
-def mlflow_client(settings: Settings) -> Any:
-    import mlflow
-
-    return mlflow.MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
-
-
-def experiment_id(client: Any, settings: Settings) -> str:
-    """The ``batch-inference`` experiment, created with its artifacts under the home."""
-    from mlflow.exceptions import MlflowException
-
-    found = client.get_experiment_by_name(EXPERIMENT)
-    if found is not None:
-        return found.experiment_id
-    settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        return client.create_experiment(EXPERIMENT,
-                                        artifact_location=settings.experiment_artifact_location)
-    except MlflowException:  # another process created it first
-        return client.get_experiment_by_name(EXPERIMENT).experiment_id
-
-
 def infer_status(settings: Settings) -> dict[str, Any]:
     """For `heartrisk status`: predictions per model version and what the last run did."""
-    from heartrisk.registry import registry_exists
+    from heartrisk.tracking import find_runs
 
     group = open_group(settings, HEART_PREDICTIONS)
     status: dict[str, Any] = {"predictions": 0, "monitoring_dir": str(settings.monitoring_dir)}
@@ -323,14 +305,7 @@ def infer_status(settings: Settings) -> dict[str, Any]:
         status["by_model_version"] = {c["values"]: c["counts"] for c in counts}
         if table.num_rows:
             status["last_predicted_at"] = pc.max(table.column("predicted_at")).as_py().isoformat()
-    if not registry_exists(settings):
-        return status
-    client = mlflow_client(settings)
-    experiment = client.get_experiment_by_name(EXPERIMENT)
-    if experiment is None:
-        return status
-    last = client.search_runs([experiment.experiment_id], max_results=1,
-                              order_by=["attributes.start_time DESC"])
+    last = find_runs(settings, EXPERIMENT)
     if last:
         run = last[0]
         shown = ("rows_scored", "roc_auc", "f1", "drift_features_flagged")

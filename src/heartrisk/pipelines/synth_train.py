@@ -32,13 +32,9 @@ from heartrisk.synth import (
     fit_synthesizer,
     measure_quality,
 )
-from heartrisk.synth_registry import (
-    EXPERIMENT,
-    experiment_id,
-    log_synthesizer,
-    register_synthesizer,
-    registry_client,
-)
+from heartrisk.synth_registry import EXPERIMENT, log_synthesizer, register_synthesizer
+from heartrisk.tracking import client as tracking_client
+from heartrisk.tracking import experiment_id
 from heartrisk.view import FeatureView
 
 #: Fewest held-out real rows worth measuring quality on.
@@ -92,7 +88,7 @@ def real_rows(settings: Settings, synth: SynthSettings) -> RealRows:
 
 def _log_quality(settings: Settings, run_id: str, quality: Quality, fit: FitResult) -> None:
     """Quality as artifacts: the JSON summary, the per-column and per-pair details, the trace."""
-    client = registry_client(settings)
+    client = tracking_client(settings)
     with tempfile.TemporaryDirectory(prefix="heartrisk-quality-") as tmp:
         folder = Path(tmp) / "quality"
         folder.mkdir()
@@ -108,7 +104,7 @@ def _log_quality(settings: Settings, run_id: str, quality: Quality, fit: FitResu
 def _log_history(settings: Settings, run_id: str, history: list[EpochReport]) -> None:
     from mlflow.entities import Metric
 
-    client = registry_client(settings)
+    client = tracking_client(settings)
     stamp = int(time.time() * 1000)
     metrics = []
     for report in history:
@@ -126,7 +122,7 @@ def train_synthesizer(settings: Settings, synth: SynthSettings | None = None,
     synth = synth or SynthSettings()
     settings.ensure_home()
     rows = real_rows(settings, synth)
-    client = registry_client(settings)
+    client = tracking_client(settings)
     run = client.create_run(experiment_id(settings, EXPERIMENT), run_name="synth-train",
                             tags={"job": "synth-train"})
     run_id = run.info.run_id

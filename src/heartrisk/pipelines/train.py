@@ -57,6 +57,7 @@ from heartrisk.model import (
 from heartrisk.progress import progress_bar
 from heartrisk.registry import MODEL_NAME, NoModelError, champion_model, promote
 from heartrisk.store import StoreError
+from heartrisk.tracking import experiment_id
 from heartrisk.view import FeatureView, Split
 
 EXPERIMENT = "training"
@@ -381,16 +382,10 @@ def log_run(settings: Settings, ts: TrainSettings, data: Prepared, model: RiskMo
 
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
-    experiment = mlflow.get_experiment_by_name(ts.experiment)
-    if experiment is None:
-        settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
-        experiment_id = mlflow.create_experiment(
-            ts.experiment, artifact_location=settings.experiment_artifact_location)
-    else:
-        experiment_id = experiment.experiment_id
+    experiment = experiment_id(settings, ts.experiment)
     split = data.split
     commit, dirty = git_commit()
-    with mlflow.start_run(experiment_id=experiment_id,
+    with mlflow.start_run(experiment_id=experiment,
                           run_name=f"{chosen.family}-{chosen.treatment}") as run, \
             tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

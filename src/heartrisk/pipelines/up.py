@@ -111,6 +111,12 @@ def daily_job(settings: Settings, options: UpOptions) -> str:
             f"(heart v{result.table_version})")
 
 
+def daily_finished_since(settings: Settings, moment: datetime) -> bool:
+    from heartrisk.pipelines.daily import finished_since
+
+    return finished_since(settings, moment)
+
+
 def infer_job(settings: Settings, options: UpOptions) -> str:
     from heartrisk.pipelines.infer import run_infer
 
@@ -148,15 +154,9 @@ def has_champion(settings: Settings) -> bool:
 def has_full_training(settings: Settings) -> bool:
     """Whether a training run with the full settings has finished in this home (any way it ran)."""
     from heartrisk.pipelines.train import EXPERIMENT
-    from heartrisk.registry import client
+    from heartrisk.tracking import find_runs
 
-    mlflow_client = client(settings)
-    experiment = mlflow_client.get_experiment_by_name(EXPERIMENT)
-    if experiment is None:
-        return False
-    runs = mlflow_client.search_runs([experiment.experiment_id], max_results=1,
-                                     filter_string="tags.quick = 'False' and attributes.status = 'FINISHED'")
-    return bool(runs)
+    return bool(find_runs(settings, EXPERIMENT, "tags.quick = 'False' and attributes.status = 'FINISHED'"))
 
 
 def has_synthesizer(settings: Settings) -> bool:
@@ -180,6 +180,7 @@ def build_scheduler(settings: Settings, options: UpOptions) -> JobScheduler:
                       description="fit the CTGAN synthesizer (when none is registered)"))
     scheduler.add(Job("daily", lambda: daily_job(settings, options), schedule.schedule("daily"),
                       run_at_start=never_ran(settings, "daily"),
+                      finished_since=lambda moment: daily_finished_since(settings, moment),
                       description="feature pipeline: synthetic rows + user submissions into heart"))
     scheduler.add(Job("infer", lambda: infer_job(settings, options), schedule.schedule("infer"),
                       run_at_start=never_ran(settings, "infer"),

@@ -31,7 +31,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import secrets
 import time
 from collections import deque
@@ -39,10 +38,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from heartrisk.config import ConfigError
+from heartrisk.config import settings_from_env
 from heartrisk.web.auth import COOKIE as OPERATOR_COOKIE
 from heartrisk.web.auth import REALM
 
@@ -105,14 +104,7 @@ class SecuritySettings(BaseModel):
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> SecuritySettings:
         """Settings from ``HEARTRISK_SUBMISSION_LIMIT`` and friends; a bad value fails at start."""
-        env = os.environ if env is None else env
-        values: dict[str, object] = {k: env[v] for k, v in ENV_VARS.items() if env.get(v)}
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        try:
-            return cls(**values)
-        except ValidationError as exc:
-            lines = [f"{ENV_VARS.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}" for e in exc.errors()]
-            raise ConfigError("invalid security settings: " + "; ".join(lines)) from None
+        return settings_from_env(cls, ENV_VARS, "security settings", env, overrides)
 
 
 # ---------------------------------------------------------------------------------------- limits
