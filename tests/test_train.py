@@ -12,7 +12,7 @@ from heartrisk.config import Settings
 from heartrisk.features import FEATURES
 from heartrisk.groups import HEART, REAL_SOURCES, open_group
 from heartrisk.model import FAMILIES, TREATMENTS
-from heartrisk.pipelines.train import TrainError, TrainSettings, train
+from heartrisk.pipelines.train import TrainError, TrainSettings, load_data, train
 from heartrisk.view import FeatureView
 
 TYPICAL = {
@@ -85,6 +85,25 @@ def test_the_gate_keeps_a_worse_model_out(trained: Settings) -> None:
     assert registry.champion_version(trained) == "2"
     assert registry.rollback(trained) == "1"
     assert registry.champion_version(trained) == "1"
+
+
+def test_synthetic_rows_join_training_up_to_their_cap(ingested: Settings) -> None:
+    heart = open_group(ingested, HEART)
+    real = heart.read()
+    fake = real.sample(2_000, random_state=0).reset_index(drop=True)
+    fake["record_id"] = [f"synthetic:test:{i}" for i in range(len(fake))]
+    fake["source"] = "synthetic"
+    heart.insert(fake)
+
+    def used(**knobs: object) -> tuple[int, int]:
+        data = load_data(ingested, TrainSettings(**knobs))
+        return data.synthetic_rows, len(data.y_fit) + len(data.y_holdout) - data.synthetic_rows
+
+    synthetic, real_rows = used(max_synthetic_share=0.1)
+    assert real_rows > 4_000 and synthetic == int(0.1 * real_rows)
+    assert used(max_synthetic_share=1.0)[0] == 2_000
+    assert used(include_synthetic=False)[0] == 0
+    assert used(max_synthetic_share=0.0)[0] == 0
 
 
 def test_training_without_data_says_what_to_run(settings: Settings) -> None:

@@ -127,8 +127,25 @@ def status(
 
         out.print(*schedule_table(report.pop("schedule")), sep="\n")
     for name, section in report.items():
-        out.print(f"[bold]{name}[/]")
-        out.print(Pretty(section))
+        out.print(section_table(name, section))
+
+
+def section_table(title: str, section: object) -> Table | Pretty:
+    """A status section as a two-column table; nested figures get dotted names (champion_test.f1)."""
+    if not isinstance(section, dict):
+        return Pretty(section)
+    table = Table("", "", title=title, show_header=False, title_justify="left", title_style="bold")
+
+    def add(prefix: str, values: dict) -> None:
+        for key, value in values.items():
+            if isinstance(value, dict) and value:
+                add(f"{prefix}{key}.", value)
+            else:
+                table.add_row(f"{prefix}{key}", f"{value:,}" if isinstance(value, int) and
+                              not isinstance(value, bool) else str(value))
+
+    add("", section)
+    return table
 
 
 # ---------------------------------------------------------------------------------- model (issue 3)
@@ -312,7 +329,8 @@ def up(
 
 
 # ---------------------------------------------------------------------------------- synthetic data (issue 4)
-synth_app = typer.Typer(help="The CTGAN synthesizer: fit it, measure it, register it.", no_args_is_help=True)
+synth_app = typer.Typer(help="The CTGAN synthesizer: fit it, measure it, register it, promote it.",
+                        no_args_is_help=True)
 app.add_typer(synth_app, name="synth")
 
 
@@ -337,7 +355,7 @@ def synth_train(
         "--quick", help="2 epochs on 2,000 rows: under a minute, poor quality (tests, smoke runs).")
     ] = False,
 ) -> None:
-    """Fit the CTGAN on real rows of `heart`, measure its quality, register it as the champion."""
+    """Fit the CTGAN on real rows of `heart`, measure it, register it; champion only if not worse."""
     _synthetic_data_errors()
     from heartrisk.pipelines.synth_train import train_synthesizer
     from heartrisk.synth import SynthSettings
@@ -347,7 +365,7 @@ def synth_train(
                                SynthSettings.quick(**knobs) if quick else SynthSettings(**knobs))
     m, info = result.metrics, result.fit.synthesizer.info
     table = Table("measure", "value", "target", title=(
-        f"heart-synthesizer version {result.version} (champion): {info.fit_rows:,} rows, best epoch "
+        f"heart-synthesizer version {result.version}: {info.fit_rows:,} rows, best epoch "
         f"{info.best_epoch} of {info.epochs}; measured on {int(m['eval_rows']):,} held-out real rows"))
     table.add_row("SDMetrics quality (overall)", f"{m['quality_overall']:.3f}", ">= 0.85")
     table.add_row("  column shapes / pair trends",
@@ -361,6 +379,20 @@ def synth_train(
     table.add_row("seconds per epoch / whole fit",
                   f"{m['seconds_per_epoch']:.2f} / {m['fit_seconds']:.0f}", "")
     out.print(table)
+    out.print(result.decision, highlight=False)
+    if not result.promoted:
+        out.print(f"to use it anyway: heartrisk synth promote {result.version}", highlight=False)
+
+
+@synth_app.command("promote")
+@command
+def synth_promote(version: Annotated[str, typer.Argument(help="Version to make champion.")]) -> None:
+    """Make VERSION the champion synthesizer (no gate: the operator decides)."""
+    _synthetic_data_errors()
+    from heartrisk.synth_registry import promote_synthesizer
+
+    version = promote_synthesizer(settings_from(), version)
+    out.print(f"heart-synthesizer version {version} is now the champion", highlight=False)
 
 
 @app.command()

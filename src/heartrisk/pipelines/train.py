@@ -78,6 +78,9 @@ class TrainSettings(BaseModel):
 
     quick: bool = False
     include_synthetic: bool = Field(True, description="train on synthetic rows too, when present")
+    max_synthetic_share: float = Field(
+        0.1, ge=0, description="most synthetic rows per real training row; beyond it a seeded sample "
+        "is used (bench/synthetic_value.py: +36,500 rows did not change PR-AUC, +100,000 lowered it)")
     target_recall: float | None = Field(
         None, gt=0, lt=1, description="threshold for this recall (screening) instead of best F1")
     families: tuple[str, ...] = FAMILIES
@@ -183,6 +186,7 @@ class Prepared:
     X_test: pd.DataFrame
     y_test: np.ndarray
     base_rate: float
+    synthetic_rows: int = 0
 
 
 # ---------------------------------------------------------------------------------------- data
@@ -195,6 +199,9 @@ def load_data(settings: Settings, ts: TrainSettings) -> Prepared:
     split = FeatureView(group).train_test_split(test_size=ts.test_size, seed=ts.seed,
                                                 include_synthetic=ts.include_synthetic)
     X, y, sources = split.X_train, split.y_train.to_numpy(), split.train_sources.to_numpy()
+    keep = _cap_synthetic(sources, ts.max_synthetic_share, ts.seed)
+    if keep is not None:
+        X, y, sources = X.iloc[keep].reset_index(drop=True), y[keep], sources[keep]
     if ts.max_train_rows and len(y) > ts.max_train_rows:
         keep = _stratified_sample(y, ts.max_train_rows, ts.seed)
         X, y, sources = X.iloc[keep].reset_index(drop=True), y[keep], sources[keep]
@@ -212,8 +219,22 @@ def load_data(settings: Settings, ts: TrainSettings) -> Prepared:
         X_fit=X_model[~in_holdout].reset_index(drop=True), y_fit=y[~in_holdout],
         X_holdout=X_model[in_holdout].reset_index(drop=True), y_holdout=y[in_holdout],
         X_test=model_input(split.X_test, validate=False), y_test=split.y_test.to_numpy(),
-        base_rate=float(y[real].mean()),
+        base_rate=float(y[real].mean()), synthetic_rows=int((~real).sum()),
     )
+
+
+def _cap_synthetic(sources: np.ndarray, share: float, seed: int) -> np.ndarray | None:
+    """Rows to keep so synthetic rows are at most ``share`` of the real ones (None: keep all).
+
+    Synthetic rows never helped on the dev data and hurt once they were half as many as the real ones
+    (docs/training.md); 100 a day for years would get there, so the training side takes a seeded
+    sample of them instead."""
+    synthetic = np.flatnonzero(~np.isin(sources, REAL_SOURCES))
+    allowed = int(share * (len(sources) - len(synthetic)))
+    if len(synthetic) <= allowed:
+        return None
+    dropped = np.random.default_rng(seed).choice(synthetic, len(synthetic) - allowed, replace=False)
+    return np.setdiff1d(np.arange(len(sources)), dropped)
 
 
 def _check_positives(where: str, y: np.ndarray) -> None:
@@ -401,7 +422,9 @@ def log_run(settings: Settings, ts: TrainSettings, data: Prepared, model: RiskMo
             "base_rate": round(model.base_rate, 6),
             "feature_group": split.group, "feature_group_version": split.table_version,
             "train_rows": len(data.y_fit), "holdout_rows": len(data.y_holdout),
-            "test_rows": len(data.y_test), "train_synthetic_rows": split.summary()["train_synthetic_rows"],
+            "test_rows": len(data.y_test), "train_synthetic_rows": data.synthetic_rows,
+            "synthetic_rows_available": split.summary()["train_synthetic_rows"],
+            "max_synthetic_share": ts.max_synthetic_share,
             "include_synthetic": ts.include_synthetic, "seed": ts.seed, "quick": ts.quick,
             "search_iter": ts.search_iter, "cv_folds": ts.cv_folds, "search_rows": ts.search_rows,
             "git_commit": commit,
