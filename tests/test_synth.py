@@ -1,10 +1,11 @@
-"""The synthesizer: repair against the spec, snapshot choice, sampling, quality, the registry."""
+"""The synthesizer: repair against the spec, snapshot choice, sampling, quality, the registry, the gate."""
 
 from __future__ import annotations
 
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -17,6 +18,7 @@ from heartrisk.config import Settings
 from heartrisk.features import FEATURE_NAMES, FEATURES, LABEL
 from heartrisk.pipelines.synth_train import train_synthesizer
 from heartrisk.synth import SynthError, SynthSettings, data_bounds, data_precision, repair
+from heartrisk.synth_gate import ChampionFigures, gate
 from heartrisk.synth_registry import (
     CHAMPION,
     REGISTERED_MODEL,
@@ -24,6 +26,7 @@ from heartrisk.synth_registry import (
     SynthesizerCorruptError,
     SynthesizerMissingError,
     load_synthesizer,
+    promote_synthesizer,
     synthesizer_status,
 )
 from heartrisk.tracking import client as registry_client
@@ -219,3 +222,134 @@ def test_samples_stay_valid_in_bulk(quick_synthesizer: Settings) -> None:
     assert_valid(sample.frame)
     assert sample.repaired > 0  # the raw output did break the spec: repair was exercised
     assert np.isclose(sample.frame["physical_health"] % 1, 0).all()
+
+
+# ------------------------------------------------------------------------------------------ the champion gate
+def figures(quality: float, tstr: float) -> dict[str, float]:
+    return {"quality_overall": quality, "tstr_roc_auc": tstr}
+
+
+CHAMPION_V2 = ChampionFigures("2", figures(0.925, 0.801))
+
+
+def test_gate_promotes_a_fit_not_worse_than_the_champion() -> None:
+    better = gate(figures(0.928, 0.808), CHAMPION_V2, tolerance=0.01)
+    assert better.promoted
+    assert better.text.startswith("promoted: quality 0.928 vs champion v2 0.925, TSTR 0.808 vs 0.801")
+    slightly_worse = gate(figures(0.918, 0.795), CHAMPION_V2, tolerance=0.01)
+    assert slightly_worse.promoted and "within the 0.01 tolerance" in slightly_worse.text
+    assert gate(figures(0.915, 0.791), CHAMPION_V2, tolerance=0.01).promoted  # exactly at the tolerance
+
+
+@pytest.mark.parametrize(("new", "worse", "fine"), [
+    (figures(0.900, 0.850), "quality is 0.0250 below", "TSTR is"),   # better TSTR does not buy it back
+    (figures(0.990, 0.780), "TSTR is 0.0210 below", "quality is"),   # nor does better quality
+    (figures(0.930, float("nan")), "TSTR was not measured", "quality is"),
+])
+def test_gate_keeps_out_a_fit_worse_on_either_figure(new: dict[str, float], worse: str, fine: str) -> None:
+    decision = gate(new, CHAMPION_V2, tolerance=0.01)
+    assert not decision.promoted
+    assert decision.text.startswith("kept out: quality ") and "vs champion v2 0.925" in decision.text
+    assert worse in decision.text and fine not in decision.text
+
+
+def test_gate_tolerance_decides_the_borderline() -> None:
+    new = figures(0.920, 0.801)
+    assert gate(new, CHAMPION_V2, tolerance=0.01).promoted
+    assert not gate(new, CHAMPION_V2, tolerance=0.0).promoted
+    assert SynthSettings().promote_tolerance == 0.01
+    with pytest.raises(ValueError):
+        SynthSettings(promote_tolerance=-0.01)
+
+
+@pytest.mark.parametrize("champion", [
+    None, ChampionFigures("3"), ChampionFigures("3", {"quality_overall": 0.99}),
+    ChampionFigures("3", figures(float("nan"), 0.99)),
+])
+def test_gate_promotes_when_there_is_nothing_to_compare_with(champion: ChampionFigures | None) -> None:
+    decision = gate(figures(0.61, 0.43), champion, tolerance=0.01)
+    assert decision.promoted and "quality 0.610, TSTR 0.430" in decision.text
+    expected = "there was no champion" if champion is None else "champion v3 has no recorded"
+    assert expected in decision.text
+
+
+@pytest.fixture(scope="module")
+def gated_home(sample_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Any, Any]:
+    """A home where a 15-epoch fit became champion, then a 1-epoch fit on 200 rows came after it.
+
+    Module-wide (about 30 s); tests that write use `gated` (a copy)."""
+    from heartrisk.pipelines.ingest import ingest
+
+    home = Settings(home=tmp_path_factory.mktemp("gated") / "home")
+    ingest(home, sample_csv)
+    good = train_synthesizer(home, SynthSettings.quick(epochs=15, score_every=5), show_progress=False)
+    poor = train_synthesizer(home, SynthSettings.quick(epochs=1, rows=200, batch_size=100),
+                             show_progress=False)
+    return home, good, poor
+
+
+@pytest.fixture
+def gated(gated_home: tuple[Settings, Any, Any], settings: Settings) -> Settings:
+    shutil.copytree(gated_home[0].home, settings.home)
+    return settings
+
+
+def test_a_clearly_worse_fit_is_registered_but_kept_out(gated_home: tuple[Settings, Any, Any]) -> None:
+    home, good, poor = gated_home
+    assert good.promoted and good.decision.startswith("promoted: there was no champion")
+    # The setting is what it claims: the 1-epoch fit on 200 rows is far below the 15-epoch one.
+    assert poor.metrics["quality_overall"] < good.metrics["quality_overall"] - 0.05
+
+    assert not poor.promoted
+    assert poor.decision.startswith(
+        f"kept out: quality {poor.metrics['quality_overall']:.3f} vs champion v{good.version} ")
+    assert "quality is" in poor.decision and "more than the 0.01 tolerance" in poor.decision
+    client = registry_client(home)
+    assert str(client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION).version) == good.version
+    assert synthesizer_status(home)["version"] == good.version  # what `daily` will sample from
+    registered = client.get_model_version(REGISTERED_MODEL, poor.version)
+    assert registered.tags["decision"] == poor.decision and "promoted" not in registered.tags
+    assert client.get_run(poor.run_id).data.tags["decision"] == poor.decision
+    champion_tags = client.get_model_version(REGISTERED_MODEL, good.version).tags
+    assert champion_tags["promoted"].endswith(good.decision)
+    # The decision is the rule applied to the figures the registry holds for the champion.
+    held = {k: float(champion_tags[k]) for k in ("quality_overall", "tstr_roc_auc")}
+    assert poor.decision == gate(poor.metrics, ChampionFigures(good.version, held), 0.01).text
+
+
+def test_cli_synth_train_prints_the_decision_and_promote_overrides_it(
+        gated_home: tuple[Settings, Any, Any], gated: Settings) -> None:
+    _, good, poor = gated_home
+    assert (good.version, poor.version) == ("1", "2")
+    runner = CliRunner()
+    trained = runner.invoke(app, ["synth", "train", "--quick", "--epochs", "1"])
+    assert trained.exit_code == 0, trained.output
+    assert "kept out: quality" in trained.output and "(champion)" not in trained.output
+    assert "heartrisk synth promote 3" in trained.output
+
+    promoted = runner.invoke(app, ["synth", "promote", poor.version])
+    assert promoted.exit_code == 0, promoted.output
+    assert f"version {poor.version} is now the champion" in promoted.output
+    client = registry_client(gated)
+    assert str(client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION).version) == poor.version
+    assert "by the operator" in client.get_model_version(REGISTERED_MODEL, poor.version).tags["promoted"]
+
+    unknown = runner.invoke(app, ["synth", "promote", "99"])
+    assert unknown.exit_code == 2 and "Traceback" not in unknown.output
+    assert "no version '99'" in unknown.output and "versions: 1, 2, 3" in unknown.output
+    assert str(client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION).version) == poor.version
+
+
+def test_promote_refuses_a_damaged_version(quick_synthesizer: Settings) -> None:
+    damaged = _register_copy(quick_synthesizer, "truncated")  # version 2, made champion behind our back
+    assert promote_synthesizer(quick_synthesizer, "1") == "1"
+    with pytest.raises(SynthesizerCorruptError, match=f"version {damaged} is unusable"):
+        promote_synthesizer(quick_synthesizer, damaged)
+    client = registry_client(quick_synthesizer)
+    assert str(client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION).version) == "1"
+
+
+def test_cli_synth_promote_on_an_empty_home_says_to_train_one(settings: Settings) -> None:
+    result = CliRunner().invoke(app, ["synth", "promote", "1"])
+    assert result.exit_code == 2
+    assert "heartrisk synth train" in result.output and "Traceback" not in result.output

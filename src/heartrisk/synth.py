@@ -70,6 +70,11 @@ class SynthSettings(BaseModel):
     split_seed: int = Field(42, description="seed of the view split (same as the classifier's)")
     seed: int = Field(0, description="seed of sampling, fitting and the TSTR classifier")
     torch_threads: int = Field(1, ge=1, le=256, description="torch threads (1 avoids busy-waiting)")
+    promote_tolerance: float = Field(0.01, ge=0, le=1, description=(
+        "champion gate: how far below the champion a new fit may score on quality and on TSTR ROC-AUC "
+        "and still be promoted. Room for the noise between fits measured on different held-out rows, "
+        "kept small because keeping a comparable fit out costs nothing, while promoting a worse one "
+        "feeds worse rows into `heart` every day"))
 
     @field_validator("batch_size")
     @classmethod

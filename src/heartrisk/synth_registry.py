@@ -1,5 +1,8 @@
 """The synthesizer in the MLflow registry: model ``heart-synthesizer``, alias ``champion``.
 
+A new version becomes champion only through the gate (:mod:`heartrisk.synth_gate`), or when the
+operator says so (:func:`promote_synthesizer`, `heartrisk synth promote VERSION`).
+
 A version is an MLflow pyfunc model (``loader_module`` = this module) whose data folder holds the
 CTGAN weights and :class:`~heartrisk.synth.SynthInfo`. The weights' sha256 is kept as a tag of the
 model version, in the registry database, so a damaged or swapped file is caught at load with a clear
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,7 @@ import pandas as pd
 
 from heartrisk.config import Settings
 from heartrisk.synth import SynthError, Synthesizer
+from heartrisk.synth_gate import GATED_METRICS, ChampionFigures, GateDecision
 from heartrisk.tracking import client as tracking_client
 from heartrisk.tracking import tracking_exists
 
@@ -36,6 +41,9 @@ QUALITY_TAGS = ("quality_overall", "quality_column_shapes", "quality_column_pair
                 "rejected_share",
                 "tstr_roc_auc", "trtr_roc_auc")
 TRAIN_HINT = "train one with `heartrisk synth train`"
+#: Tags of a version: the gate's decision when it was registered; when and why it became champion.
+DECISION_TAG = "decision"
+PROMOTED_TAG = "promoted"
 
 
 class SynthesizerMissingError(SynthError):
@@ -85,8 +93,9 @@ def log_synthesizer(settings: Settings, run_id: str, synth: Synthesizer) -> tupl
 
 
 def register_synthesizer(settings: Settings, run_id: str, source: str, sha: str,
-                         metrics: dict[str, float], promote: bool = True) -> str:
-    """A new version of ``heart-synthesizer`` from a logged model; moves ``champion`` to it."""
+                         metrics: dict[str, float], decision: GateDecision) -> str:
+    """A new version of ``heart-synthesizer`` from a logged model, tagged with its figures and the
+    gate's ``decision``; ``champion`` moves to it only if the decision promotes it."""
     from mlflow.exceptions import MlflowException
 
     client = tracking_client(settings)
@@ -96,11 +105,60 @@ def register_synthesizer(settings: Settings, run_id: str, source: str, sha: str,
     except MlflowException as exc:
         if "already exists" not in str(exc).lower() and exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    tags = {SHA_TAG: sha, **{k: f"{metrics[k]:.4f}" for k in QUALITY_TAGS if k in metrics}}
+    tags = {SHA_TAG: sha, DECISION_TAG: decision.text,
+            **{k: f"{metrics[k]:.4f}" for k in QUALITY_TAGS if k in metrics}}
     created = client.create_model_version(REGISTERED_MODEL, source, run_id=run_id, tags=tags)
-    if promote:
-        client.set_registered_model_alias(REGISTERED_MODEL, CHAMPION, created.version)
+    if decision.promoted:
+        _make_champion(client, str(created.version), decision.text)
     return str(created.version)
+
+
+def _make_champion(client: Any, version: str, reason: str) -> None:
+    client.set_registered_model_alias(REGISTERED_MODEL, CHAMPION, version)
+    client.set_model_version_tag(REGISTERED_MODEL, version, PROMOTED_TAG,
+                                 f"{datetime.now(UTC).isoformat(timespec='seconds')}: {reason}")
+
+
+def champion_figures(settings: Settings) -> ChampionFigures | None:
+    """The champion's version and gated figures from its tags (no weights read); None if none."""
+    if not tracking_exists(settings):
+        return None
+    try:
+        entry = _model_version(tracking_client(settings), CHAMPION, None)
+    except SynthesizerMissingError:
+        return None
+    figures = {}
+    for key in GATED_METRICS:
+        try:
+            figures[key] = float((entry.tags or {})[key])
+        except (KeyError, TypeError, ValueError):
+            continue  # the gate says the champion has nothing to compare with
+    return ChampionFigures(str(entry.version), figures)
+
+
+def registered_versions(settings: Settings) -> list[str]:
+    """Every registered version, oldest first (for messages naming what exists)."""
+    if not tracking_exists(settings):
+        return []
+    found = tracking_client(settings).search_model_versions(f"name = '{REGISTERED_MODEL}'")
+    return sorted((str(v.version) for v in found), key=int)
+
+
+def promote_synthesizer(settings: Settings, version: str, reason: str = "promoted by the operator") -> str:
+    """Make ``version`` the champion without the gate (the operator's override); returns it.
+
+    Refuses a version that does not exist (naming those that do) or whose files do not load: the
+    daily job would otherwise fail on it every day.
+    """
+    version = str(version).strip()
+    known = registered_versions(settings)
+    if version not in known:
+        raise SynthesizerMissingError(
+            f"{REGISTERED_MODEL} has no version {version!r} "
+            f"(versions: {', '.join(known) if known else f'none; {TRAIN_HINT}'})")
+    load_synthesizer(settings, model_version=version)  # raises SynthesizerCorruptError, naming it
+    _make_champion(tracking_client(settings), version, reason)
+    return version
 
 
 def _model_version(client: Any, alias: str, model_version: str | None) -> Any:

@@ -1,4 +1,6 @@
-"""`heartrisk synth train`: fit the CTGAN on real rows, measure it, register it as the champion.
+"""`heartrisk synth train`: fit the CTGAN on real rows, measure it, register it, and make it the
+champion if it passes the gate (:mod:`heartrisk.synth_gate`: not worse than the champion on quality
+and TSTR by more than ``SynthSettings.promote_tolerance``).
 
 Which real rows: the synthesizer is fitted only on records of the classifier's *train* side (the
 view's seeded hash split), so synthetic rows that later train a classifier carry nothing of the
@@ -32,7 +34,8 @@ from heartrisk.synth import (
     fit_synthesizer,
     measure_quality,
 )
-from heartrisk.synth_registry import EXPERIMENT, log_synthesizer, register_synthesizer
+from heartrisk.synth_gate import GateDecision, gate
+from heartrisk.synth_registry import EXPERIMENT, champion_figures, log_synthesizer, register_synthesizer
 from heartrisk.tracking import client as tracking_client
 from heartrisk.tracking import experiment_id
 from heartrisk.view import FeatureView
@@ -58,6 +61,9 @@ class SynthTrainResult:
     metrics: dict[str, float]
     fit: FitResult
     rows: RealRows
+    promoted: bool
+    #: The gate's decision in words with the figures ("promoted: …" / "kept out: …").
+    decision: str
 
 
 def _frame(X: pd.DataFrame, y: pd.Series) -> pd.DataFrame:
@@ -116,7 +122,11 @@ def _log_history(settings: Settings, run_id: str, history: list[EpochReport]) ->
 
 def train_synthesizer(settings: Settings, synth: SynthSettings | None = None,
                       show_progress: bool = True, promote: bool = True) -> SynthTrainResult:
-    """Fit, measure, log and register a synthesizer; the run is marked FAILED if any step fails."""
+    """Fit, measure, log and register a synthesizer; it becomes champion only through the gate.
+
+    ``promote=False`` registers without promoting at all (the gate's verdict is still recorded).
+    The run is marked FAILED if any step fails, and then nothing is registered.
+    """
     from mlflow.entities import Metric, Param
 
     synth = synth or SynthSettings()
@@ -141,12 +151,22 @@ def train_synthesizer(settings: Settings, synth: SynthSettings | None = None,
         _log_history(settings, run_id, fit.history)
         _log_quality(settings, run_id, quality, fit)
         source, sha = log_synthesizer(settings, run_id, fit.synthesizer)
-        version = register_synthesizer(settings, run_id, source, sha, metrics, promote=promote)
+        decision = decide(settings, metrics, synth.promote_tolerance, promote)
+        client.set_tag(run_id, "decision", decision.text)
+        version = register_synthesizer(settings, run_id, source, sha, metrics, decision)
     except BaseException:
         client.set_terminated(run_id, "FAILED")
         raise
     client.set_terminated(run_id, "FINISHED")
-    return SynthTrainResult(version, run_id, metrics, fit, rows)
+    return SynthTrainResult(version, run_id, metrics, fit, rows, decision.promoted, decision.text)
+
+
+def decide(settings: Settings, metrics: dict[str, float], tolerance: float, promote: bool) -> GateDecision:
+    """The gate against the champion of this moment (read after the fit, not before it)."""
+    verdict = gate(metrics, champion_figures(settings), tolerance)
+    if promote:
+        return verdict
+    return GateDecision(False, f"kept out: registered without promotion (the gate said {verdict.text!r})")
 
 
 def _log_snapshot(client: Any, run_id: str, report: EpochReport) -> None:
@@ -186,7 +206,8 @@ def describe(result: SynthTrainResult) -> dict[str, Any]:
     """The figures the CLI prints after a fit."""
     m = result.metrics
     return {
-        "version": result.version, "fit_rows": len(result.rows.fit), "eval_rows": len(result.rows.evaluation),
+        "version": result.version, "promoted": result.promoted, "decision": result.decision,
+        "fit_rows": len(result.rows.fit), "eval_rows": len(result.rows.evaluation),
         "best_epoch": result.fit.synthesizer.info.best_epoch, "quality": round(m["quality_overall"], 4),
         "column_shapes": round(m["quality_column_shapes"], 4),
         "column_pair_trends": round(m["quality_column_pair_trends"], 4),

@@ -96,8 +96,7 @@ def synth_job(settings: Settings, options: UpOptions) -> str:
     from heartrisk.pipelines.synth_train import train_synthesizer
 
     result = train_synthesizer(settings, synth_settings(options), show_progress=False)
-    quality = result.metrics.get("quality_overall")
-    return f"synthesizer version {result.version}" + (f", quality {quality:.3f}" if quality else "")
+    return f"synthesizer version {result.version}: {result.decision}"  # the decision has the figures
 
 
 def daily_job(settings: Settings, options: UpOptions) -> str:
