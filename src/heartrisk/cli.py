@@ -358,11 +358,15 @@ def synth_train(
     """Fit the CTGAN on real rows of `heart`, measure it, register it; champion only if not worse."""
     _synthetic_data_errors()
     from heartrisk.pipelines.synth_train import train_synthesizer
+    from heartrisk.scheduler import job_lock
     from heartrisk.synth import SynthSettings
 
     knobs = {k: v for k, v in {"rows": rows, "epochs": epochs}.items() if v is not None}
-    result = train_synthesizer(settings_from(),
-                               SynthSettings.quick(**knobs) if quick else SynthSettings(**knobs))
+    settings = settings_from()
+    with job_lock(settings, "synth", on_wait=err.print) as run:  # never beside a scheduled job
+        synth = SynthSettings.quick(**knobs) if quick else SynthSettings(**knobs)
+        result = train_synthesizer(settings, synth)
+        run.summary = f"synthesizer version {result.version}: {result.decision}"
     m, info = result.metrics, result.fit.synthesizer.info
     table = Table("measure", "value", "target", title=(
         f"heart-synthesizer version {result.version}: {info.fit_rows:,} rows, best epoch "
