@@ -27,7 +27,7 @@ import pandas as pd
 from filelock import FileLock, Timeout
 
 from heartrisk.config import Settings
-from heartrisk.features import FEATURE_NAMES, LABEL
+from heartrisk.features import FEATURES, LABEL
 from heartrisk.groups import HEART, HEART_USER, open_group
 from heartrisk.quarantine import quarantine_pending
 from heartrisk.store import LOCK_TIMEOUT_S
@@ -105,25 +105,29 @@ def pending_submissions(settings: Settings) -> pd.DataFrame:
 
 def user_rows(submissions: pd.DataFrame, event_time: datetime) -> pd.DataFrame:
     """Submissions as ``heart`` rows: ``record_id = user:<submission_id>``, the run's event time."""
-    rows = pd.DataFrame({
-        "record_id": USER_PREFIX + submissions["submission_id"].astype(str),
-        "event_time": pd.Series([pd.Timestamp(event_time)] * len(submissions), dtype="datetime64[us, UTC]"),
-        "source": "user",
-    })
-    for name in (*FEATURE_NAMES, LABEL.name):
-        rows[name] = submissions[name].to_numpy()
-    return rows[HEART.columns]
+    ids = USER_PREFIX + submissions["submission_id"].astype(str)
+    return _heart_rows(submissions, ids.tolist(), event_time, "user")
 
 
 def synthetic_rows(sample: pd.DataFrame, run_id: str, event_time: datetime) -> pd.DataFrame:
     """Sampled rows as ``heart`` rows with ids derived from the run id."""
+    ids = [f"{SYNTHETIC_PREFIX}{run_id}:{i:06d}" for i in range(len(sample))]
+    return _heart_rows(sample, ids, event_time, "synthetic")
+
+
+def _heart_rows(values: pd.DataFrame, record_ids: list[str], event_time: datetime,
+                source: str) -> pd.DataFrame:
+    """``values``' answers and label under ``heart``'s columns, with one dtype per column from the spec
+    (numbers float, answers object) so a column of Unknowns concatenates like any other."""
     rows = pd.DataFrame({
-        "record_id": [f"{SYNTHETIC_PREFIX}{run_id}:{i:06d}" for i in range(len(sample))],
-        "event_time": pd.Series([pd.Timestamp(event_time)] * len(sample), dtype="datetime64[us, UTC]"),
-        "source": "synthetic",
+        "record_id": record_ids,
+        "event_time": pd.Series([pd.Timestamp(event_time)] * len(values), dtype="datetime64[us, UTC]"),
+        "source": source,
     })
-    for name in (*FEATURE_NAMES, LABEL.name):
-        rows[name] = sample[name].to_numpy()
+    for f in FEATURES:
+        column = values[f.name].reset_index(drop=True)
+        rows[f.name] = pd.to_numeric(column).astype(float) if f.is_numeric else column.astype(object)
+    rows[LABEL.name] = values[LABEL.name].to_numpy()
     return rows[HEART.columns]
 
 
