@@ -2,8 +2,10 @@
 
 `heartrisk serve` runs as its own process on 127.0.0.1 with a trained champion; this process sends the
 mixed load (asyncio + httpx, ``--concurrency`` requests in flight, each submission's answers unique
-so it can be found again) and reports latency percentiles per endpoint, the status codes and whether
-every acknowledged submission is stored exactly once. The baseline, in the same run, is the same mix
+so it can be found again) and reports latency percentiles per endpoint, successful answers per second
+(``ok/s``: from the first request of that kind sent to the last answered), the status codes, whether
+every acknowledged submission is stored exactly once and in how many Delta commits of ``heart_user``
+(the server's writer gathers submissions that arrive together). The baseline, in the same run, is the same mix
 sent one request at a time (no load). A last pass sends the same 200 submissions with the server's
 default rate limit, to show the limit biting (the load passes raise it: one process here stands in
 for many clients).
@@ -72,8 +74,9 @@ async def send_all(url: str, requests: list[tuple[str, dict[str, Any]]], concurr
                 except httpx.HTTPError as exc:
                     return {"kind": kind, "status": None, "error": type(exc).__name__,
                             "ms": (time.perf_counter() - started) * 1000, "bmi": body.get("bmi")}
-                record = {"kind": kind, "status": response.status_code,
-                          "ms": (time.perf_counter() - started) * 1000, "bmi": body.get("bmi")}
+                ended = time.perf_counter()
+                record = {"kind": kind, "status": response.status_code, "ms": (ended - started) * 1000,
+                          "bmi": body.get("bmi"), "started": started, "ended": ended}
                 if kind == "submission" and response.status_code == 201:
                     record["submission_id"] = response.json()["submission_id"]
                 return record
@@ -95,9 +98,18 @@ def summary(records: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
             statuses[str(r["status"])] = statuses.get(str(r["status"]), 0) + 1
         out[kind] = {"n": len(mine), "statuses": statuses,
                      **{f"p{q}_ms": round(float(np.percentile(ms, q)), 1) for q in (50, 90, 99)},
-                     "max_ms": round(float(ms.max()), 1)}
+                     "max_ms": round(float(ms.max()), 1), "ok_per_s": ok_rate(mine)}
     out["server_errors"] = sum(1 for r in records if r["status"] is None or r["status"] >= 500)
     return out
+
+
+def ok_rate(records: list[dict[str, Any]]) -> float | None:
+    """Successful answers (2xx) per second, from the first request sent to the last one answered."""
+    ok = [r for r in records if r["status"] is not None and 200 <= r["status"] < 300]
+    if not ok:
+        return None
+    span = max(r["ended"] for r in ok) - min(r["started"] for r in records if "started" in r)
+    return round(len(ok) / span, 1) if span > 0 else None
 
 
 def run_client(url: str, predictions: int, submissions: int, concurrency: int, seed: int) -> dict[str, Any]:
@@ -172,6 +184,15 @@ def stored_ids(home: Path) -> list[str]:
     return group.read(columns=["submission_id"])["submission_id"].tolist() if group.exists() else []
 
 
+def write_commits(home: Path) -> int:
+    """Delta commits that added rows to heart_user (one per submission without group commit)."""
+    from heartrisk.config import Settings
+    from heartrisk.groups import HEART_USER, open_group
+
+    group = open_group(Settings(home=home), HEART_USER)
+    return sum(h["operation"] == "WRITE" for h in group.history()) if group.exists() else 0
+
+
 def prepare_home(home: Path, csv: Path, rows: int) -> None:
     """Ingest a stratified sample and train a quick champion."""
     import pandas as pd
@@ -192,7 +213,7 @@ def prepare_home(home: Path, csv: Path, rows: int) -> None:
 
 def line(label: str, cell: dict[str, Any]) -> str:
     return (f"{label:<28} p50 {cell['p50_ms']:7.1f}  p90 {cell['p90_ms']:7.1f}  p99 {cell['p99_ms']:7.1f}  "
-            f"max {cell['max_ms']:7.1f} ms   {cell['statuses']}")
+            f"max {cell['max_ms']:7.1f} ms   {cell['ok_per_s']} ok/s   {cell['statuses']}")
 
 
 def main() -> int:
@@ -235,6 +256,7 @@ def main() -> int:
             acknowledged = [r["submission_id"] for r in records if r.get("submission_id")]
             stored = stored_ids(copy)
             result["submissions_stored"] = len(stored)
+            result["submission_commits"] = write_commits(copy)
             result["stored_exactly_once"] = sorted(stored) == sorted(acknowledged) == sorted(set(stored))
             results[label] = result
         copy = Path(tmp) / "home-default-limit"
@@ -250,7 +272,8 @@ def main() -> int:
     for label in ("baseline (one at a time)", "under load"):
         r = results[label]
         print(f"{label} (concurrency {r['concurrency']}): {r['seconds']} s, {r['throughput_rps']} req/s, "
-              f"5xx {r['server_errors']}, stored {r['submissions_stored']} once: {r['stored_exactly_once']}")
+              f"5xx {r['server_errors']}, stored {r['submissions_stored']} once: {r['stored_exactly_once']} "
+              f"in {r['submission_commits']} commits")
         for kind in ("predict", "submission"):
             print("  " + line(kind, r[kind]))
     d = results["default rate limit"]

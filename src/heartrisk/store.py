@@ -116,6 +116,12 @@ class FeatureGroup:
         return self.table().history(limit)
 
     # ------------------------------------------------------------------ writes
+    def check(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """What :meth:`insert` checks, without writing: the typed batch, or the same ValidationError.
+
+        For a caller that must refuse bad rows before it queues them for a later insert."""
+        return self._checked(frame)
+
     def insert(self, frame: pd.DataFrame) -> InsertResult:
         """Validate the whole batch, drop rows whose key is already stored, append the rest at once.
 

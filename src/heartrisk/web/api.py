@@ -1,8 +1,10 @@
 """The JSON API under ``/api/v1``: predict, share an outcome, health and the model in use.
 
-The route that waits (a submission's Delta commit) is a plain function that FastAPI runs in its
-thread pool, so it never blocks the event loop; the others only read memory and run on the loop, and
-a prediction goes to the pool only when it is dear (see :func:`predict`).
+A submission is checked in the thread pool (a refused one is answered 422 and never queued), then
+waits on the loop, holding no thread, for the submission writer's commit that holds it
+(web/submission_writer.py: submissions that arrive together share one Delta commit). The other routes
+only read memory and run on the loop; a prediction goes to the pool only when it is dear (see
+:func:`predict`).
 Every error body is an :class:`~heartrisk.web.schemas.ErrorBody`: one readable line plus the fields
 at fault, so a program and a person can both tell what to fix.
 """
@@ -18,7 +20,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from heartrisk.config import Settings
 from heartrisk.validation import ValidationError
 from heartrisk.web.model_cache import ModelCache, ModelUnavailableError
 from heartrisk.web.risk import score
@@ -34,6 +35,7 @@ from heartrisk.web.schemas import (
     answers_dict,
 )
 from heartrisk.web.scorer import Scorer
+from heartrisk.web.submission_writer import SubmissionWriter, WriterStoppedError
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 _NO_MODEL: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorBody, "description": "no model is available yet; `detail` says why"},
 }
+_STOPPING: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorBody, "description": "the server is stopping; nothing was stored, send it again"},
+}
+#: Seconds a client is told to wait before re-sending a submission refused while the server stops.
+RETRY_AFTER_STOPPING_S = 60
 
 
 async def models(request: Request) -> ModelCache:
@@ -54,8 +61,8 @@ async def models(request: Request) -> ModelCache:
     return request.app.state.models
 
 
-def settings(request: Request) -> Settings:
-    return request.app.state.settings
+async def submission_writer(request: Request) -> SubmissionWriter:
+    return request.app.state.submissions
 
 
 async def served_model(cache: Annotated[ModelCache, Depends(models)]) -> Scorer:
@@ -84,16 +91,15 @@ async def predict(
 
 
 @router.post("/submissions", response_model=SubmissionCreated, status_code=status.HTTP_201_CREATED,
-             responses=_ERRORS, summary="Share answers and a known diagnosis (consent required)")
-def create_submission(
+             responses={**_ERRORS, **_STOPPING},
+             summary="Share answers and a known diagnosis (consent required)")
+async def create_submission(
     body: SubmissionRequest,  # type: ignore[valid-type]
-    config: Annotated[Settings, Depends(settings)],
+    writer: Annotated[SubmissionWriter, Depends(submission_writer)],
 ) -> SubmissionCreated:
-    from heartrisk.submissions import add_submission
-
     # The schema already refused a body without `consent: true`; nothing reaches the store without it.
-    submission_id = add_submission(config, answers_dict(body), body.heart_disease)
-    return SubmissionCreated(submission_id=str(submission_id))
+    # Checked before it is queued (ValidationError -> 422, nothing stored); answered after the commit.
+    return SubmissionCreated(submission_id=await writer.submit(answers_dict(body), body.heart_disease))
 
 
 @router.get("/health", response_model=Health, summary="Is the server up, and is there a model")
@@ -145,6 +151,12 @@ async def _no_model(request: Request, exc: ModelUnavailableError) -> JSONRespons
     return _error(503, f"no model available: {exc}")
 
 
+async def _stopping(request: Request, exc: WriterStoppedError) -> JSONResponse:
+    response = _error(503, str(exc))
+    response.headers["retry-after"] = str(RETRY_AFTER_STOPPING_S)
+    return response
+
+
 def too_large(max_bytes: int) -> JSONResponse:
     return _error(413, f"request body too large: at most {max_bytes:,} bytes are accepted",
                   [ErrorField(field="body", message="too large")])
@@ -169,5 +181,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(ValidationError, _store_refused)
     app.add_exception_handler(ModelUnavailableError, _no_model)
+    app.add_exception_handler(WriterStoppedError, _stopping)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -5,6 +5,8 @@ home). Order matters: the Gradio form is mounted at ``/`` and answers every path
 it, so the API (``/api/v1``), the docs (``/docs``) and the dashboard (``/monitor``) come first.
 Cross-cutting concerns (body size: web/limits.py; rate limits, security headers and generic 500s:
 web/security.py) are app-wide middleware, so they cover the API, the dashboard and the form alike.
+Two background threads live as long as the app (its lifespan starts and stops them): the model cache
+following the champion, and the submission writer that commits shared outcomes in batches.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
 from heartrisk import __version__
@@ -21,6 +24,7 @@ from heartrisk.web import api
 from heartrisk.web.limits import BodySizeLimit
 from heartrisk.web.model_cache import ModelCache
 from heartrisk.web.security import SecuritySettings, install_security
+from heartrisk.web.submission_writer import DEFAULT_MAX_BATCH, SubmissionWriter
 
 
 class WebSettings(BaseModel):
@@ -38,22 +42,29 @@ class WebSettings(BaseModel):
                                   description="form events (risk checks, shares) run at once")
     form_queue_size: int = Field(default=256, ge=1,
                                  description="form events waiting beyond this are turned away")
+    submission_batch: int = Field(default=DEFAULT_MAX_BATCH, ge=1,
+                                  description="most submissions written in one commit (submissions "
+                                              "arriving during a commit are written together)")
     security: SecuritySettings = Field(default_factory=SecuritySettings.from_env,
                                        description="rate limits (web/security.py; HEARTRISK_* variables)")
 
 
 def create_app(settings: Settings, web: WebSettings | None = None,
-               models: ModelCache | None = None) -> FastAPI:
+               models: ModelCache | None = None, submissions: SubmissionWriter | None = None) -> FastAPI:
     """The whole web app for ``settings``; nothing starts until the ASGI server runs it."""
     web = web or WebSettings()
     models = models or ModelCache(settings, poll_seconds=web.poll_seconds)
+    submissions = submissions or SubmissionWriter(settings, max_batch=web.submission_batch)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         models.start()
+        submissions.start()
         try:
             yield
         finally:
+            # The server has stopped taking requests: write what is queued, refuse anything later (503).
+            await run_in_threadpool(submissions.stop)
             models.stop()
 
     app = FastAPI(
@@ -64,6 +75,7 @@ def create_app(settings: Settings, web: WebSettings | None = None,
     app.state.settings = settings
     app.state.web = web
     app.state.models = models
+    app.state.submissions = submissions
 
     app.add_middleware(BodySizeLimit, max_bytes=web.max_body_bytes)
     install_security(app, web.security)  # outermost: headers, rate limits, generic 500s
@@ -72,17 +84,18 @@ def create_app(settings: Settings, web: WebSettings | None = None,
     from heartrisk.web.monitor import mount_monitor  # the operator dashboard, before the form
 
     mount_monitor(app, settings)
-    mount_form(app, settings, models, web)  # last: it takes every path not routed above
+    mount_form(app, settings, models, submissions, web)  # last: it takes every path not routed above
     return app
 
 
-def mount_form(app: FastAPI, settings: Settings, models: ModelCache, web: WebSettings) -> None:
+def mount_form(app: FastAPI, settings: Settings, models: ModelCache, submissions: SubmissionWriter,
+               web: WebSettings) -> None:
     """Mount the Gradio risk check at ``/`` with deliberate concurrency and nothing recorded."""
     import gradio as gr
 
     from heartrisk.web.form import CSS, build_form
 
-    form = build_form(settings, models)
+    form = build_form(settings, models, submissions)
     # Gradio runs 1 event at a time unless told otherwise; risk checks are short and CPU-light, so
     # several at once keep the page responsive under load. The queue bound sheds load politely.
     form.queue(default_concurrency_limit=web.form_concurrency, max_size=web.form_queue_size)

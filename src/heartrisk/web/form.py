@@ -25,6 +25,7 @@ from heartrisk.validation import coerce
 from heartrisk.web.model_cache import ModelCache, ModelUnavailableError
 from heartrisk.web.risk import score
 from heartrisk.web.schemas import Prediction
+from heartrisk.web.submission_writer import SubmissionWriter, WriterStoppedError
 
 log = logging.getLogger(__name__)
 
@@ -174,8 +175,10 @@ def imputed_markdown(result: Prediction) -> str:
 
 
 # ------------------------------------------------------------------------------------ the page
-def build_form(settings: Settings, models: ModelCache) -> gr.Blocks:
-    """The Blocks app (not yet mounted); :func:`heartrisk.web.app.create_app` mounts it at ``/``."""
+def build_form(settings: Settings, models: ModelCache, submissions: SubmissionWriter) -> gr.Blocks:
+    """The Blocks app (not yet mounted); :func:`heartrisk.web.app.create_app` mounts it at ``/``.
+
+    Shared outcomes go through the app's submission writer, as the API's do (one commit per batch)."""
 
     def check_risk(*values: Any) -> tuple[Any, Any, Any]:
         try:
@@ -186,10 +189,11 @@ def build_form(settings: Settings, models: ModelCache) -> gr.Blocks:
         return risk_markdown(result), factor_chart(result), imputed_markdown(result)
 
     def share_outcome(*values: Any) -> str:
-        from heartrisk.submissions import add_submission
-
         *answers, diagnosis, _consent = values
-        submission_id = add_submission(settings, parse_answers(tuple(answers))[0], diagnosis == "Yes")
+        try:  # waits for the commit that holds it: thanked only once it is stored
+            submission_id = submissions.add(parse_answers(tuple(answers))[0], diagnosis == "Yes")
+        except WriterStoppedError:
+            return "**Nothing was stored**: the server is restarting. Please share again in a minute."
         return (f"**Thank you.** Your answers and diagnosis were stored anonymously "
                 f"(reference `{submission_id}`).")
 
