@@ -229,8 +229,9 @@ def pooled_window(times: pd.Series, end: datetime, hours: float,
             days = config.max_days
         start = min(start, end_ts - pd.Timedelta(days=days))
         inside = int((times >= start).sum())
-    return Window(start=start.to_pydatetime(), end=end_ts.to_pydatetime(), rows=inside,
-                  requested_hours=hours, enough=inside >= config.min_rows, pooled_days=days)
+    # Python datetimes hold microseconds: floor explicitly (to_pydatetime would drop them with a warning)
+    return Window(start=start.floor("us").to_pydatetime(), end=end_ts.floor("us").to_pydatetime(),
+                  rows=inside, requested_hours=hours, enough=inside >= config.min_rows, pooled_days=days)
 
 
 @dataclass(frozen=True)
