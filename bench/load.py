@@ -24,9 +24,6 @@ import asyncio
 import json
 import os
 import platform
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from heartrisk.web.process import ServeProcess
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -123,57 +122,13 @@ def run_client(url: str, predictions: int, submissions: int, concurrency: int, s
 
 
 # ------------------------------------------------------------------------------------ the server
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """`heartrisk serve` in its own process on 127.0.0.1, with extra environment."""
-
-    def __init__(self, home: Path, env: dict[str, str] | None = None, log: Path | None = None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        full = {**os.environ, "HEARTRISK_HOME": str(home), "HEARTRISK_ADMIN_PASSWORD": PASSWORD,
-                "OMP_WAIT_POLICY": "PASSIVE", **(env or {})}
-        for name in ("MLFLOW_TRACKING_URI", "HEARTRISK_STORE_URI"):
-            full.pop(name, None)
-        self.log = (log or Path(tempfile.mkstemp(suffix=".log")[1])).open("w")
-        command = [sys.executable, "-m", "heartrisk", "serve", "--port", str(self.port)]
-        self.process = subprocess.Popen(command, env=full, stdout=self.log, stderr=subprocess.STDOUT)
-
-    def wait_ready(self, timeout: float = 180) -> None:
-        import httpx
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"heartrisk serve exited with {self.process.returncode}")
-            try:
-                if httpx.get(self.url + "/api/v1/health", timeout=5).json().get("status") == "ok":
-                    return
-            except (httpx.HTTPError, ValueError):
-                pass
-            time.sleep(0.3)
-        raise RuntimeError("heartrisk serve did not become ready")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
-
-    def __enter__(self) -> Server:
-        self.wait_ready()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+def server(home: Path, env: dict[str, str] | None = None) -> ServeProcess:
+    """`heartrisk serve` in its own process on 127.0.0.1, with extra environment; log in the home."""
+    full = {**os.environ, "HEARTRISK_HOME": str(home), "HEARTRISK_ADMIN_PASSWORD": PASSWORD,
+            "OMP_WAIT_POLICY": "PASSIVE", **(env or {})}
+    for name in ("MLFLOW_TRACKING_URI", "HEARTRISK_STORE_URI"):
+        full.pop(name, None)
+    return ServeProcess(full, home / "serve.log")
 
 
 def stored_ids(home: Path) -> list[str]:
@@ -250,8 +205,8 @@ def main() -> int:
         for label, concurrency in (("baseline (one at a time)", 1), ("under load", args.concurrency)):
             copy = Path(tmp) / f"home-{concurrency}"
             shutil.copytree(home, copy)
-            with Server(copy, raised) as server:
-                result = run_client(server.url, args.predictions, args.submissions, concurrency, args.seed)
+            with server(copy, raised) as running:
+                result = run_client(running.url, args.predictions, args.submissions, concurrency, args.seed)
             records = result.pop("records")
             acknowledged = [r["submission_id"] for r in records if r.get("submission_id")]
             stored = stored_ids(copy)
@@ -261,8 +216,8 @@ def main() -> int:
             results[label] = result
         copy = Path(tmp) / "home-default-limit"
         shutil.copytree(home, copy)
-        with Server(copy) as server:
-            result = run_client(server.url, 0, args.submissions, args.concurrency, args.seed)
+        with server(copy) as running:
+            result = run_client(running.url, 0, args.submissions, args.concurrency, args.seed)
         result.pop("records")
         result["submissions_stored"] = len(stored_ids(copy))
         results["default rate limit"] = result

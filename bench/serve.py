@@ -26,7 +26,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from heartrisk.web.process import free_port
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -167,12 +168,6 @@ async def load(port: int, requests: list[bytes], clients: int, seconds: float,
 
 
 # ------------------------------------------------------------------------------------ the server
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def get_json(port: int, path: str) -> dict[str, Any]:
     import httpx
 

@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,31 +31,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
+from heartrisk.config import Settings
+from heartrisk.scheduler import JobState
+from heartrisk.web.process import free_port, responds
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CSV = Path(os.environ.get("HEARTRISK_CSV") or ROOT.parent / "shared/data/heart_2020_dev.csv.gz")
 TARGETS = {"empty home": 600.0, "full home": 15.0}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=5).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def jobs(home: Path) -> dict[str, Any]:
-    try:
-        return json.loads((home / "jobs.json").read_text()).get("jobs", {})
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
 
 
 def champion_line(home: Path) -> str:
@@ -79,7 +60,7 @@ def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
 
 def time_to_form(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: float) -> float:
     began = time.perf_counter()
-    while not answers(url):
+    while not responds(url):
         if proc.poll() is not None:
             sys.exit(f"the server exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
         if time.perf_counter() - began > timeout:
@@ -103,7 +84,7 @@ def empty_home(args: argparse.Namespace, up_args: list[str], env: dict[str, str]
     proc = start(up_args, env, log)
     launched = time.perf_counter()
     results["empty home"] = time_to_form(proc, url, log, timeout=3600)
-    state = jobs(home)
+    state = JobState(Settings(home=home)).jobs()
     results["empty home: ingest s"] = state.get("ingest", {}).get("duration_s")
     results["empty home: train s"] = state.get("train", {}).get("duration_s")
     print(f"empty home -> form answering: {results['empty home']:.1f} s "
@@ -112,7 +93,7 @@ def empty_home(args: argparse.Namespace, up_args: list[str], env: dict[str, str]
     runs_before = {n: state.get(n, {}).get("runs", 0) for n in background}
     pending = set() if args.only_empty else set(background)
     while pending:
-        state = jobs(home)
+        state = JobState(Settings(home=home)).jobs()
         for name in sorted(pending):
             if state.get(name, {}).get("runs", 0) > runs_before[name]:
                 pending.discard(name)

@@ -7,13 +7,20 @@ small samples of it are written by the fixtures themselves, so no extract is com
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pytest
 
 from heartrisk.config import Settings
 from heartrisk.pipelines.ingest import ingest
+
+if TYPE_CHECKING:
+    import httpx
+
+    from heartrisk.web.server import BackgroundServer
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DEV_CSV = REPO.parent / "shared" / "data" / "heart_2020_dev.csv.gz"
@@ -105,3 +112,31 @@ def quick_synthesizer(quick_synthesizer_home: Settings, settings: Settings) -> S
 
     shutil.copytree(quick_synthesizer_home.home, settings.home)
     return settings
+
+
+# ---------------------------------------------------------------------------------------- web tests
+@pytest.fixture(scope="module")
+def web_home(trained_home: Settings, tmp_path_factory: pytest.TempPathFactory,
+             request: pytest.FixtureRequest) -> Settings:
+    """A private copy of the trained home per test module: web tests store submissions in it."""
+    from web_support import copy_home
+
+    return copy_home(trained_home, tmp_path_factory.mktemp(request.module.__name__) / "home")
+
+
+@pytest.fixture(scope="module")
+def web_server(web_home: Settings) -> Iterator[BackgroundServer]:
+    """The real app on 127.0.0.1 (a free port) over :func:`web_home`, for the whole module."""
+    from heartrisk.web.server import BackgroundServer
+
+    with BackgroundServer(web_home) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def web_client(web_server: BackgroundServer) -> Iterator[httpx.Client]:
+    """An HTTP client of :func:`web_server`."""
+    import httpx
+
+    with httpx.Client(base_url=web_server.url, timeout=30) as http:
+        yield http

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +17,7 @@ from typing import Any
 import httpx
 
 from heartrisk.config import Settings
+from heartrisk.web.process import ServeProcess
 
 REPO = Path(__file__).resolve().parents[1]
 PASSWORD = "reliability-operator-password"
@@ -44,55 +43,9 @@ def heartrisk(args: Sequence[str], settings: Settings, log: Path | None = None,
                             stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Served:
-    """`heartrisk serve` on 127.0.0.1 in its own process; ``stop()`` ends it gracefully."""
-
-    def __init__(self, settings: Settings, log: Path, port: int | None = None, **extra: str) -> None:
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        self.process = heartrisk(["serve", "--port", str(self.port)], settings, log, **extra)
-
-    def wait_ready(self, timeout: float = 180, need_model: bool = True) -> Served:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"heartrisk serve exited with {self.process.returncode}:\n"
-                                     + self.log.read_text()[-3000:])
-            try:
-                health = httpx.get(self.url + "/api/v1/health", timeout=5).json()
-                if health.get("status") == "ok" or not need_model:
-                    return self
-            except (httpx.HTTPError, ValueError):
-                pass
-            time.sleep(0.2)
-        raise AssertionError("heartrisk serve did not become ready")
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
-
-    def __enter__(self) -> Served:
-        return self.wait_ready()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+def served(settings: Settings, log: Path, port: int | None = None, **extra: str) -> ServeProcess:
+    """`heartrisk serve` on this home in its own process (``extra``: more environment)."""
+    return ServeProcess(cli_env(settings, **extra), log, port, cwd=REPO)
 
 
 def form_event(client: httpx.Client, fn_index: int, data: list[Any], session: str,

@@ -14,24 +14,12 @@ import pytest
 from heartrisk.config import Settings
 from heartrisk.features import FEATURE_NAMES, FEATURES
 from heartrisk.registry import load_model
-from heartrisk.web.server import BackgroundServer
-from web_support import ANSWERS, UNKNOWNS, copy_home, stored_submissions
+from web_support import ANSWERS, UNKNOWNS, stored_submissions
 
 
-@pytest.fixture(scope="module")
-def home(trained_home: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return copy_home(trained_home, tmp_path_factory.mktemp("api") / "home")
-
-
-@pytest.fixture(scope="module")
-def client(home: Settings) -> Iterator[httpx.Client]:
-    with BackgroundServer(home) as server, httpx.Client(base_url=server.url, timeout=30) as http:
-        yield http
-
-
-def test_health_and_model_name_the_champion(client: httpx.Client) -> None:
-    assert client.get("/api/v1/health").json() == {"status": "ok", "model_version": "1", "detail": None}
-    info = client.get("/api/v1/model").json()
+def test_health_and_model_name_the_champion(web_client: httpx.Client) -> None:
+    assert web_client.get("/api/v1/health").json() == {"status": "ok", "model_version": "1", "detail": None}
+    info = web_client.get("/api/v1/model").json()
     assert info["version"] == "1"
     assert info["feature_group"] == "heart_v1"
     assert 0.5 < info["metrics"]["roc_auc"] <= 1
@@ -39,11 +27,12 @@ def test_health_and_model_name_the_champion(client: httpx.Client) -> None:
     assert info["trained_at"].startswith("20")
 
 
-def test_predict_with_unknowns_matches_the_registry_model(client: httpx.Client, home: Settings) -> None:
-    response = client.post("/api/v1/predict", json=ANSWERS)
+def test_predict_with_unknowns_matches_the_registry_model(web_client: httpx.Client,
+                                                          web_home: Settings) -> None:
+    response = web_client.post("/api/v1/predict", json=ANSWERS)
     assert response.status_code == 200, response.text
     body = response.json()
-    reference = load_model(home, "1")
+    reference = load_model(web_home, "1")
     frame = pd.DataFrame([ANSWERS])
     assert body["probability"] == pytest.approx(float(reference.predict_proba(frame)[0]), abs=1e-9)
     assert body["prediction"] == (body["probability"] >= body["threshold"])
@@ -67,25 +56,25 @@ def test_predict_with_unknowns_matches_the_registry_model(client: httpx.Client, 
     assert body["imputed"] == {k: reference.imputation()[k] for k in UNKNOWNS}
 
 
-def test_predict_without_explanations(client: httpx.Client) -> None:
-    full = client.post("/api/v1/predict", json=ANSWERS).json()
-    lean = client.post("/api/v1/predict", params={"explain": "false"}, json=ANSWERS).json()
+def test_predict_without_explanations(web_client: httpx.Client) -> None:
+    full = web_client.post("/api/v1/predict", json=ANSWERS).json()
+    lean = web_client.post("/api/v1/predict", params={"explain": "false"}, json=ANSWERS).json()
     assert lean["probability"] == full["probability"]
     assert lean["contributions"] is None and lean["factors"] is None
     assert lean["imputed"] == full["imputed"]
 
 
-def test_all_unknown_is_a_valid_question(client: httpx.Client) -> None:
-    body = client.post("/api/v1/predict", json={}).json()
+def test_all_unknown_is_a_valid_question(web_client: httpx.Client) -> None:
+    body = web_client.post("/api/v1/predict", json={}).json()
     assert 0 < body["probability"] < 1
     assert sorted(body["imputed"]) == sorted(FEATURE_NAMES)
-    assert client.post("/api/v1/predict", json=dict.fromkeys(FEATURE_NAMES)).json() == body
+    assert web_client.post("/api/v1/predict", json=dict.fromkeys(FEATURE_NAMES)).json() == body
 
 
-def test_answers_move_the_risk_the_expected_way(client: httpx.Client) -> None:
+def test_answers_move_the_risk_the_expected_way(web_client: httpx.Client) -> None:
     """Behavioural check through the API: a stroke and old age do not lower anyone's risk."""
     base = {**ANSWERS, "stroke": "No", "age_category": "25-29"}
-    risks = [client.post("/api/v1/predict", json={**base, **change}).json()["probability"]
+    risks = [web_client.post("/api/v1/predict", json={**base, **change}).json()["probability"]
              for change in ({}, {"stroke": "Yes"}, {"age_category": "80 or older"})]
     assert risks[1] >= risks[0] and risks[2] >= risks[0]
 
@@ -102,9 +91,9 @@ def test_answers_move_the_risk_the_expected_way(client: httpx.Client) -> None:
     ({"smoking": True}, "smoking", "'No' or 'Yes'"),
     ({"bmi_typo": 20}, "bmi_typo", "Extra inputs"),
 ])
-def test_invalid_answer_is_422_naming_the_field(client: httpx.Client, change: dict[str, Any],
+def test_invalid_answer_is_422_naming_the_field(web_client: httpx.Client, change: dict[str, Any],
                                                 field: str, words: str) -> None:
-    response = client.post("/api/v1/predict", json={**ANSWERS, **change})
+    response = web_client.post("/api/v1/predict", json={**ANSWERS, **change})
     assert response.status_code == 422
     body = response.json()
     assert [e["field"] for e in body["errors"]] == [field]
@@ -113,18 +102,19 @@ def test_invalid_answer_is_422_naming_the_field(client: httpx.Client, change: di
 
 
 @pytest.mark.parametrize("raw", [b"{not json", b"[1, 2]", b'"bmi"', b"null", b""])
-def test_a_body_that_is_not_an_object_is_422(client: httpx.Client, raw: bytes) -> None:
-    response = client.post("/api/v1/predict", content=raw, headers={"content-type": "application/json"})
+def test_a_body_that_is_not_an_object_is_422(web_client: httpx.Client, raw: bytes) -> None:
+    response = web_client.post("/api/v1/predict", content=raw, headers={"content-type": "application/json"})
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "body"
 
 
-def test_consented_submission_is_stored_as_answered(client: httpx.Client, home: Settings) -> None:
-    before = len(stored_submissions(home))
-    response = client.post("/api/v1/submissions", json={**ANSWERS, "heart_disease": True, "consent": True})
+def test_consented_submission_is_stored_as_answered(web_client: httpx.Client, web_home: Settings) -> None:
+    before = len(stored_submissions(web_home))
+    body = {**ANSWERS, "heart_disease": True, "consent": True}
+    response = web_client.post("/api/v1/submissions", json=body)
     assert response.status_code == 201, response.text
     submission_id = response.json()["submission_id"]
-    stored = stored_submissions(home)
+    stored = stored_submissions(web_home)
     assert len(stored) == before + 1
     row = stored.set_index("submission_id").loc[submission_id]
     for f in FEATURES:
@@ -146,20 +136,20 @@ def test_consented_submission_is_stored_as_answered(client: httpx.Client, home: 
     ({"heart_disease": "Yes", "consent": True}, "heart_disease"),
     ({"heart_disease": False, "consent": True, "bmi": 500}, "bmi"),
 ])
-def test_no_consent_or_bad_submission_stores_nothing(client: httpx.Client, home: Settings,
+def test_no_consent_or_bad_submission_stores_nothing(web_client: httpx.Client, web_home: Settings,
                                                      extra: dict[str, Any], field: str) -> None:
-    before = len(stored_submissions(home))
-    response = client.post("/api/v1/submissions", json={**ANSWERS, **extra})
+    before = len(stored_submissions(web_home))
+    response = web_client.post("/api/v1/submissions", json={**ANSWERS, **extra})
     assert response.status_code == 422
     assert field in [e["field"] for e in response.json()["errors"]]
-    assert len(stored_submissions(home)) == before
+    assert len(stored_submissions(web_home)) == before
 
 
-def test_oversized_bodies_are_refused(client: httpx.Client, home: Settings) -> None:
-    before = len(stored_submissions(home))
+def test_oversized_bodies_are_refused(web_client: httpx.Client, web_home: Settings) -> None:
+    before = len(stored_submissions(web_home))
     padding = " " * (128 * 1024)
     body = ('{"heart_disease": true, "consent": true, "bmi": 30' + padding + "}").encode()
-    declared = client.post("/api/v1/submissions", content=body,
+    declared = web_client.post("/api/v1/submissions", content=body,
                            headers={"content-type": "application/json"})
     assert declared.status_code == 413
     assert "too large" in declared.json()["detail"]
@@ -168,19 +158,19 @@ def test_oversized_bodies_are_refused(client: httpx.Client, home: Settings) -> N
         for start in range(0, len(body), 8192):
             yield body[start:start + 8192]
 
-    streamed = client.post("/api/v1/submissions", content=chunks(),
+    streamed = web_client.post("/api/v1/submissions", content=chunks(),
                            headers={"content-type": "application/json"})
     assert streamed.status_code == 413
-    assert len(stored_submissions(home)) == before
+    assert len(stored_submissions(web_home)) == before
 
 
-def test_docs_list_the_api_and_the_form_is_served(client: httpx.Client) -> None:
-    spec = client.get("/openapi.json").json()
+def test_docs_list_the_api_and_the_form_is_served(web_client: httpx.Client) -> None:
+    spec = web_client.get("/openapi.json").json()
     assert {"/api/v1/predict", "/api/v1/submissions", "/api/v1/health", "/api/v1/model"} <= set(spec["paths"])
     answers = spec["components"]["schemas"]["Answers"]["properties"]
     assert list(answers) == list(FEATURE_NAMES)
     assert answers["bmi"]["title"] == FEATURES[0].question
-    assert client.get("/docs").status_code == 200
-    page = client.get("/")
+    assert web_client.get("/docs").status_code == 200
+    page = web_client.get("/")
     assert page.status_code == 200 and "<html" in page.text.lower()
-    assert "Heart-disease risk check" in client.get("/config").text
+    assert "Heart-disease risk check" in web_client.get("/config").text

@@ -4,7 +4,7 @@ predictions made in parallel equal the same predictions made one by one."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -13,20 +13,9 @@ import pytest
 
 from heartrisk.config import Settings
 from heartrisk.web.server import BackgroundServer
-from web_support import ANSWERS, copy_home, stored_submissions
+from web_support import ANSWERS, stored_submissions
 
 AT_ONCE = 100
-
-
-@pytest.fixture(scope="module")
-def home(trained_home: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return copy_home(trained_home, tmp_path_factory.mktemp("concurrency") / "home")
-
-
-@pytest.fixture(scope="module")
-def server(home: Settings) -> Iterator[BackgroundServer]:
-    with BackgroundServer(home) as running:
-        yield running
 
 
 def all_at_once(n: int, request: Callable[[httpx.Client, int], Any], url: str) -> list[Any]:
@@ -42,19 +31,19 @@ def all_at_once(n: int, request: Callable[[httpx.Client, int], Any], url: str) -
             return list(pool.map(one, range(n)))
 
 
-def test_100_submissions_at_once_all_land_once(server: BackgroundServer, home: Settings) -> None:
-    before = stored_submissions(home)
+def test_100_submissions_at_once_all_land_once(web_server: BackgroundServer, web_home: Settings) -> None:
+    before = stored_submissions(web_home)
 
     def submit(client: httpx.Client, i: int) -> tuple[int, httpx.Response]:
         body = {**ANSWERS, "bmi": 20 + i / 10, "heart_disease": i % 2 == 0, "consent": True}
         return i, client.post("/api/v1/submissions", json=body)
 
-    results = all_at_once(AT_ONCE, submit, server.url)
+    results = all_at_once(AT_ONCE, submit, web_server.url)
     assert [r.status_code for _, r in results] == [201] * AT_ONCE, [r.text for _, r in results][:3]
     sent = {r.json()["submission_id"]: i for i, r in results}
     assert len(sent) == AT_ONCE  # every key is new
 
-    after = stored_submissions(home)
+    after = stored_submissions(web_home)
     new = after[~after["submission_id"].isin(before["submission_id"])]
     assert len(after) == len(before) + AT_ONCE  # none lost, none doubled
     assert set(new["submission_id"]) == set(sent)
@@ -64,12 +53,12 @@ def test_100_submissions_at_once_all_land_once(server: BackgroundServer, home: S
         assert bool(row.heart_disease) is (i % 2 == 0)
 
 
-def test_parallel_predictions_equal_sequential_ones(server: BackgroundServer) -> None:
+def test_parallel_predictions_equal_sequential_ones(web_server: BackgroundServer) -> None:
     bodies = [{**ANSWERS, "bmi": 15 + i, "age_category": age}
               for i, age in enumerate(["25-29", "45-49", "65-69", "80 or older"] * 8)]
-    with httpx.Client(base_url=server.url, timeout=60) as client:
+    with httpx.Client(base_url=web_server.url, timeout=60) as client:
         one_by_one = [client.post("/api/v1/predict", json=b).json() for b in bodies]
     together = all_at_once(len(bodies), lambda c, i: c.post("/api/v1/predict", json=bodies[i]).json(),
-                           server.url)
+                           web_server.url)
     assert together == one_by_one
     assert len({round(r["probability"], 12) for r in together}) > 1

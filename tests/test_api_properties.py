@@ -14,30 +14,18 @@ from hypothesis import strategies as st
 
 from heartrisk.config import Settings
 from heartrisk.features import FEATURE_NAMES, FEATURES, Feature
-from heartrisk.web.server import BackgroundServer
-from web_support import copy_home, stored_submissions
+from web_support import stored_submissions
 
 EXAMPLES = settings(max_examples=120, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
 @pytest.fixture(scope="module")
-def home(trained_home: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return copy_home(trained_home, tmp_path_factory.mktemp("properties") / "home")
-
-
-@pytest.fixture(scope="module")
-def client(home: Settings) -> Iterator[httpx.Client]:
-    with BackgroundServer(home) as server, httpx.Client(base_url=server.url, timeout=30) as http:
-        yield http
-
-
-@pytest.fixture(scope="module")
-def nothing_stored(home: Settings, client: httpx.Client) -> Iterator[None]:
+def nothing_stored(web_home: Settings, web_client: httpx.Client) -> Iterator[None]:
     """Checked once the module is done: every invalid body above left heart_user as it was."""
-    before = len(stored_submissions(home))
+    before = len(stored_submissions(web_home))
     yield
-    assert len(stored_submissions(home)) == before
+    assert len(stored_submissions(web_home)) == before
 
 
 # ------------------------------------------------------------------------------ strategies
@@ -104,21 +92,22 @@ def named_fields(response: httpx.Response) -> set[str]:
 # ------------------------------------------------------------------------------ properties
 @EXAMPLES
 @given(case=invalid_answers())
-def test_invalid_answers_are_422_naming_the_field(client: httpx.Client, nothing_stored: None,
+def test_invalid_answers_are_422_naming_the_field(web_client: httpx.Client, nothing_stored: None,
                                                   case: tuple[dict[str, Any], set[str]]) -> None:
     body, fields = case
-    response = post(client, "/api/v1/predict", body)
+    response = post(web_client, "/api/v1/predict", body)
     assert response.status_code == 422, response.text
     assert named_fields(response) <= fields and named_fields(response)
 
 
 @EXAMPLES
 @given(case=invalid_answers(), heart_disease=st.booleans())
-def test_invalid_submissions_store_nothing(client: httpx.Client, nothing_stored: None,
+def test_invalid_submissions_store_nothing(web_client: httpx.Client, nothing_stored: None,
                                            case: tuple[dict[str, Any], set[str]],
                                            heart_disease: bool) -> None:
     body, fields = case
-    response = post(client, "/api/v1/submissions", {**body, "heart_disease": heart_disease, "consent": True})
+    response = post(web_client, "/api/v1/submissions",
+                    {**body, "heart_disease": heart_disease, "consent": True})
     assert response.status_code == 422, response.text
     assert named_fields(response) <= fields
 
@@ -126,24 +115,24 @@ def test_invalid_submissions_store_nothing(client: httpx.Client, nothing_stored:
 @EXAMPLES
 @given(body=answers, heart_disease=st.none() | st.booleans() | st.text(max_size=5) | st.integers(),
        consent=st.none() | st.booleans() | st.text(max_size=5) | st.integers())
-def test_without_consent_nothing_is_stored(client: httpx.Client, nothing_stored: None, body: dict[str, Any],
-                                           heart_disease: Any, consent: Any) -> None:
+def test_without_consent_nothing_is_stored(web_client: httpx.Client, nothing_stored: None,
+                                           body: dict[str, Any], heart_disease: Any, consent: Any) -> None:
     if consent is True and isinstance(heart_disease, bool):
         consent = False  # the one valid combination is tested elsewhere
     extra = {k: v for k, v in (("heart_disease", heart_disease), ("consent", consent)) if v is not None}
-    response = post(client, "/api/v1/submissions", {**body, **extra})
+    response = post(web_client, "/api/v1/submissions", {**body, **extra})
     assert response.status_code == 422, response.text
     assert named_fields(response) & {"heart_disease", "consent"}
 
 
 @EXAMPLES
 @given(body=json_values)
-def test_any_json_gets_a_client_error_not_a_crash(client: httpx.Client, nothing_stored: None,
+def test_any_json_gets_a_client_error_not_a_crash(web_client: httpx.Client, nothing_stored: None,
                                                   body: Any) -> None:
     # Random JSON can be a valid prediction request ({} is: all Unknown); it is no valid submission
     # unless it says `consent`, which random keys practically never do (skipped if they do).
-    response = post(client, "/api/v1/predict", body)
+    response = post(web_client, "/api/v1/predict", body)
     assert response.status_code in {200, 422}, response.text
     if not (isinstance(body, dict) and "consent" in body):
-        response = post(client, "/api/v1/submissions", body)
+        response = post(web_client, "/api/v1/submissions", body)
         assert response.status_code == 422, response.text

@@ -22,26 +22,15 @@ from heartrisk.config import Settings
 from heartrisk.features import BY_NAME, FEATURES
 from heartrisk.web.form import short_name
 from heartrisk.web.server import BackgroundServer
-from web_support import ANSWERS, CHROMIUM, CHROMIUM_ARGS, UNKNOWNS, copy_home, stored_submissions
+from web_support import ANSWERS, CHROMIUM, CHROMIUM_ARGS, UNKNOWNS, stored_submissions
 
 pytestmark = pytest.mark.browser
 SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "img" / "form.png"
 VIEWPORT = {"width": 1280, "height": 900}
 
 
-@pytest.fixture(scope="module")
-def home(trained_home: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return copy_home(trained_home, tmp_path_factory.mktemp("browser") / "home")
-
-
-@pytest.fixture(scope="module")
-def server(home: Settings) -> Iterator[BackgroundServer]:
-    with BackgroundServer(home) as running:
-        yield running
-
-
 @pytest.fixture
-def page(server: BackgroundServer) -> Iterator[Any]:
+def page(web_server: BackgroundServer) -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
     from playwright.sync_api import sync_playwright
@@ -50,7 +39,7 @@ def page(server: BackgroundServer) -> Iterator[Any]:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         tab = browser.new_page(viewport=VIEWPORT)
         tab.set_default_timeout(30_000)
-        tab.goto(server.url + "/")
+        tab.goto(web_server.url + "/")
         tab.wait_for_selector("#check")
         yield tab
         browser.close()
@@ -69,7 +58,7 @@ def answer(page: Any, name: str, value: Any) -> None:
         field.get_by_label(value, exact=True).check()
 
 
-def test_risk_check_and_consented_sharing(page: Any, server: BackgroundServer, home: Settings,
+def test_risk_check_and_consented_sharing(page: Any, web_server: BackgroundServer, web_home: Settings,
                                           tmp_path: Path) -> None:
     # A bad answer is named by its field, and nothing is computed.
     answer(page, "bmi", 0)
@@ -85,7 +74,7 @@ def test_risk_check_and_consented_sharing(page: Any, server: BackgroundServer, h
     page.wait_for_selector("#risk-result h2")
     shown = page.locator("#risk-result h2").inner_text()
 
-    expected = httpx.post(server.url + "/api/v1/predict", json=ANSWERS).json()
+    expected = httpx.post(web_server.url + "/api/v1/predict", json=ANSWERS).json()
     assert shown == f"{expected['probability']:.1%}"
     text = page.locator("#risk-result").inner_text()
     band = expected["risk_band"]
@@ -97,11 +86,11 @@ def test_risk_check_and_consented_sharing(page: Any, server: BackgroundServer, h
     assert "not medical advice" in page.locator("#not-advice").inner_text()
 
     # Sharing needs a diagnosis and the consent tick; without them nothing is stored.
-    before = len(stored_submissions(home))
+    before = len(stored_submissions(web_home))
     page.locator("#share-button").click()
     page.locator("#diagnosis").get_by_text("Choose Yes or No").wait_for()
     page.locator("#consent").get_by_text("Tick the box").wait_for()
-    assert len(stored_submissions(home)) == before
+    assert len(stored_submissions(web_home)) == before
 
     page.locator("#diagnosis").get_by_label("Yes", exact=True).check()
     page.locator("#consent").get_by_role("checkbox").check()
@@ -109,7 +98,7 @@ def test_risk_check_and_consented_sharing(page: Any, server: BackgroundServer, h
     page.locator("#thanks").get_by_text("Thank you").wait_for()
     submission_id = re.search(r"[0-9a-f-]{36}", page.locator("#thanks").inner_text()).group(0)
 
-    stored = stored_submissions(home)
+    stored = stored_submissions(web_home)
     assert len(stored) == before + 1
     row = stored.set_index("submission_id").loc[submission_id]
     for f in FEATURES:
@@ -131,10 +120,10 @@ def test_risk_check_and_consented_sharing(page: Any, server: BackgroundServer, h
 def test_page_says_when_there_is_no_model(settings: Settings) -> None:
     from playwright.sync_api import sync_playwright
 
-    with BackgroundServer(settings) as server, sync_playwright() as playwright:
+    with BackgroundServer(settings) as web_server, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         tab = browser.new_page(viewport=VIEWPORT)
-        tab.goto(server.url + "/")
+        tab.goto(web_server.url + "/")
         tab.locator("#model-notice").get_by_text("not available yet").wait_for(timeout=30_000)
         assert "heartrisk train" in tab.locator("#model-notice").inner_text()
         tab.locator("#check").click()

@@ -33,7 +33,7 @@ from heartrisk.config import Settings
 from heartrisk.groups import GROUPS, HEART, HEART_PREDICTIONS, HEART_USER, open_group
 from heartrisk.quarantine import QUARANTINE
 from heartrisk.submissions import add_submission
-from reliability_support import Served, heartrisk
+from reliability_support import heartrisk, served
 from web_support import ANSWERS
 
 pytestmark = pytest.mark.reliability
@@ -213,7 +213,7 @@ def stored_by_bmi(settings: Settings) -> pd.DataFrame:
 def test_a_submission_burst_killed_four_times(trained: Settings, tmp_path: Path) -> None:
     rng = random.Random(f"{SEED}-burst")
     kills, cut_off_stored = 0, 0
-    server = Served(trained, tmp_path / "serve-0.log").wait_ready()
+    server = served(trained, tmp_path / "serve-0.log").wait_ready()
     try:
         for cycle in range(KILLED_BURSTS):
             base = len(stored_by_bmi(trained))
@@ -234,7 +234,7 @@ def test_a_submission_burst_killed_four_times(trained: Settings, tmp_path: Path)
             assert set(acknowledged.values()) <= set(mine["submission_id"])  # no acknowledged one lost
             cut_off_stored += len(mine) - len(acknowledged)
 
-            server = Served(trained, tmp_path / f"serve-{cycle + 1}.log").wait_ready()
+            server = served(trained, tmp_path / f"serve-{cycle + 1}.log").wait_ready()
             missing = [offset + i for i in range(BURST)
                        if 15 + (offset + i) / 4 not in set(stored_by_bmi(trained)["bmi"])]
             send_burst(server.url, missing, {})

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from heartrisk.config import Settings
-from reliability_support import REPO, Served
+from reliability_support import REPO, served
 from web_support import copy_home, stored_submissions
 
 pytestmark = pytest.mark.reliability
@@ -31,8 +31,8 @@ def load(url: str, predictions: int, submissions: int, concurrency: int = 32) ->
 
 def test_500_predictions_and_200_submissions_at_once(trained_home: Settings, tmp_path: Path) -> None:
     home = copy_home(trained_home, tmp_path / "home")
-    with Served(home, tmp_path / "serve.log", HEARTRISK_SUBMISSION_LIMIT="1000") as served:
-        result = load(served.url, 500, 200)
+    with served(home, tmp_path / "serve.log", HEARTRISK_SUBMISSION_LIMIT="1000") as server:
+        result = load(server.url, 500, 200)
     records = result.pop("records")
     print("\nunder load:", json.dumps(result))
     assert result["server_errors"] == 0

@@ -25,7 +25,7 @@ from heartrisk.store import FeatureGroup
 from heartrisk.submissions import add_submission
 from heartrisk.web import auth
 from heartrisk.web.server import BackgroundServer
-from reliability_support import PASSWORD, Served
+from reliability_support import PASSWORD, served
 from web_support import ANSWERS, copy_home
 
 MONITOR_API = ["summary", "model", "performance", "confusion", "drift", "volume", "recent", "shap",
@@ -149,10 +149,10 @@ def test_no_address_or_identifier_is_logged_or_stored(trained_home: Settings, tm
     agent = f"agent-{uuid.uuid4()}"
     forwarded = "203.0.113.77"
     headers = {"user-agent": agent, "x-forwarded-for": forwarded, "x-real-ip": forwarded}
-    with Served(home, log) as served:
-        assert listening_addresses(served.port) == {"127.0.0.1"}  # loopback only, by default
+    with served(home, log) as server:
+        assert listening_addresses(server.port) == {"127.0.0.1"}  # loopback only, by default
         transport = httpx.HTTPTransport(local_address="127.0.0.2")
-        with httpx.Client(base_url=served.url, transport=transport, headers=headers, timeout=60) as client:
+        with httpx.Client(base_url=server.url, transport=transport, headers=headers, timeout=60) as client:
             ids = [client.post("/api/v1/submissions", json={**ANSWERS, "heart_disease": b, "consent": True})
                    .json()["submission_id"] for b in (True, False)]
             assert client.post("/api/v1/predict", json=ANSWERS).status_code == 200
@@ -160,7 +160,7 @@ def test_no_address_or_identifier_is_logged_or_stored(trained_home: Settings, tm
             assert client.get("/").status_code == 200 and client.get("/nothing").status_code == 404
             assert client.post("/monitor/login", data={"password": "guess"}).status_code == 401
             assert client.get("/api/v1/monitor/summary", auth=("admin", "guess")).status_code == 401
-        with socket.create_connection(("127.0.0.1", served.port), source_address=("127.0.0.2", 0)) as raw:
+        with socket.create_connection(("127.0.0.1", server.port), source_address=("127.0.0.2", 0)) as raw:
             raw.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
             raw.recv(1024)

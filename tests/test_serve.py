@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import pytest
 from heartrisk.config import Settings
 from heartrisk.registry import champion_version, promote, rollback
 from heartrisk.web.app import WebSettings
+from heartrisk.web.process import free_port
 from heartrisk.web.server import BackgroundServer
 from web_support import ANSWERS, copy_home
 
@@ -62,12 +62,6 @@ def test_a_moved_champion_is_served_without_restart(trained: Settings) -> None:
         assert rollback(trained) == "1"
         wait_for(lambda: served(client) == "1", what="serving version 1 again")
         assert client.post("/api/v1/predict", json=ANSWERS).json()["model_version"] == "1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_heartrisk_serve_command(trained_home: Settings, tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,23 +19,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from filelock import FileLock
 
 from heartrisk.config import Settings
 from heartrisk.groups import HEART, HEART_PREDICTIONS, open_group
 from heartrisk.scheduler import JobState
+from heartrisk.web.process import free_port, responds
 
 pytestmark = pytest.mark.slow
 
 EVERY = "every 6s"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str, proc: subprocess.Popen[bytes],
@@ -52,20 +45,6 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str, proc: subp
         if time.monotonic() > deadline:
             pytest.fail(f"no {what} within {timeout} s:\n" + log.read_text()[-4000:])
         time.sleep(0.05)
-
-
-def answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=5).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def jobs(home: Path) -> dict[str, Any]:
-    try:
-        return json.loads((home / "jobs.json").read_text()).get("jobs", {})
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
 
 
 def scheduled_runs(log: Path, name: str) -> int:
@@ -107,11 +86,12 @@ def test_up_serves_runs_jobs_on_schedule_and_survives_kill_9(home: Path, sample_
                                                               tmp_path: Path) -> None:
     log = tmp_path / "up.log"
     port = free_port()
+    jobs = JobState(Settings(home=home)).jobs
     first = Up(home, sample_csv, port, log)
     try:
         # From an empty home: ingest, train, then the form and the API answer.
-        first.wait(lambda: answers(first.base + "/api/v1/health"), 420, "health answer")
-        assert answers(first.base + "/")
+        first.wait(lambda: responds(first.base + "/api/v1/health"), 420, "health answer")
+        assert responds(first.base + "/")
         status = subprocess.run([sys.executable, "-m", "heartrisk", "status", "--json"],
                                 env={**os.environ, "HEARTRISK_HOME": str(home)},
                                 capture_output=True, text=True, check=True)
@@ -120,36 +100,36 @@ def test_up_serves_runs_jobs_on_schedule_and_survives_kill_9(home: Path, sample_
 
         # The feature pipeline and inference each run at least twice on schedule.
         # One run of each at start (they had never run), then at least two on schedule.
-        first.wait(lambda: all(scheduled_runs(log, n) >= 2 and jobs(home)[n].get("runs", 0) >= 3
+        first.wait(lambda: all(scheduled_runs(log, n) >= 2 and jobs()[n].get("runs", 0) >= 3
                                for n in ("daily", "infer")), 240, "two scheduled runs each")
         settings = Settings(home=home)
         assert open_group(settings, HEART_PREDICTIONS).count() > 0
-        state = jobs(home)
+        state = jobs()
         assert state["synth"]["last_outcome"] == "ok"
         assert state["daily"]["failures"] == 0 and state["infer"]["failures"] == 0
 
         # kill -9 in the middle of a job.
         victim = first.wait(lambda: next((n for n in ("daily", "infer")
-                                          if jobs(home).get(n, {}).get("last_outcome") == "running"),
+                                          if jobs().get(n, {}).get("last_outcome") == "running"),
                                          None), 60, "a running job")
         first.proc.send_signal(signal.SIGKILL)
         first.proc.wait()
     finally:
         first.stop()
-    assert jobs(home)[victim]["last_outcome"] == "running"  # as the dead process left it
+    assert jobs()[victim]["last_outcome"] == "running"  # as the dead process left it
 
     assert_no_stale_lock(settings)
 
     # Restart on the full home: it serves, runs the cut-short job again, and keeps to the schedule.
-    runs_before = {n: jobs(home)[n]["runs"] for n in ("daily", "infer")}
+    runs_before = {n: jobs()[n]["runs"] for n in ("daily", "infer")}
     second = Up(home, sample_csv, port, log)
     try:
-        second.wait(lambda: answers(second.base + "/"), 120, "the form after a restart")
-        second.wait(lambda: jobs(home)[victim].get("runs", 0) > runs_before[victim]
-                    and jobs(home)[victim].get("last_outcome") == "ok", 120, f"{victim} run again")
+        second.wait(lambda: responds(second.base + "/"), 120, "the form after a restart")
+        second.wait(lambda: jobs()[victim].get("runs", 0) > runs_before[victim]
+                    and jobs()[victim].get("last_outcome") == "ok", 120, f"{victim} run again")
         text = log.read_text()
         assert f"{victim}: queued to run now (interrupted)" in text
-        second.wait(lambda: all(jobs(home)[n]["runs"] >= runs_before[n] + 2 for n in ("daily", "infer")),
+        second.wait(lambda: all(jobs()[n]["runs"] >= runs_before[n] + 2 for n in ("daily", "infer")),
                     120, "scheduled runs after the restart")
         # Ctrl-C stops cleanly: exit 0, recorded as stopped.
         second.proc.send_signal(signal.SIGINT)
@@ -158,7 +138,7 @@ def test_up_serves_runs_jobs_on_schedule_and_survives_kill_9(home: Path, sample_
         second.stop()
     up_state = JobState(settings).read()["up"]
     assert up_state["phase"] == "stopped"
-    assert all(job.get("last_outcome") != "running" for job in jobs(home).values())
+    assert all(job.get("last_outcome") != "running" for job in jobs().values())
 
     # Nothing twice: every record once in heart, every (record, model version) once in predictions.
     heart = open_group(settings, HEART).read(columns=["record_id", "source"])

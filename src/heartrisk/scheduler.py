@@ -226,6 +226,10 @@ class JobState:
     def job(self, name: str) -> dict[str, Any]:
         return dict(self.read()["jobs"].get(name, {}))
 
+    def jobs(self) -> dict[str, dict[str, Any]]:
+        """Every job's record, by name ({} before any job ran)."""
+        return self.read()["jobs"]
+
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         self.locks_dir.mkdir(parents=True, exist_ok=True)

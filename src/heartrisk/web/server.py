@@ -1,7 +1,8 @@
 """Running the app under uvicorn: in the foreground (``heartrisk serve``) or in a background thread.
 
 :class:`BackgroundServer` is what tests, benchmarks and ``heartrisk up`` use: the real server on a
-real port (0 picks a free one), started and stopped cleanly from the same process.
+real port (0 picks a free one), started and stopped cleanly from the same process. For a server in
+a child process see :mod:`heartrisk.web.process`.
 """
 
 from __future__ import annotations
@@ -77,3 +78,4 @@ class BackgroundServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
