@@ -262,6 +262,7 @@ class Up:
         self.state = JobState(settings)
         self.server: Any = None
         self.scheduler: JobScheduler | None = None
+        self.preloading: threading.Thread | None = None
         self.started = time.monotonic()
 
     def say(self, text: str) -> None:
@@ -306,13 +307,22 @@ class Up:
             with contextlib.suppress(Exception):
                 import heartrisk.web.server  # noqa: F401
 
-        threading.Thread(target=load, name="preload-web", daemon=True).start()
+        self.preloading = threading.Thread(target=load, name="preload-web", daemon=True)
+        self.preloading.start()
+
+    def preload_done(self) -> None:
+        """Wait for :meth:`preload_web` before a job imports the training stack: scikit-learn's
+        modules import each other in a cycle, and two threads importing it from different entry
+        points at once can fail with "partially initialized module" (seen once in `heartrisk up`)."""
+        if self.preloading is not None:
+            self.preloading.join()
 
     def bootstrap(self) -> None:
         """Ingest and train in the foreground, each only if missing: nothing to serve without them."""
         settings = self.settings
         self.phase("checking the home")
         if not has_heart_rows(settings):
+            self.preload_done()
             self.phase("ingesting the Kaggle CSV into heart")
             with job_lock(settings, "ingest", trigger="start", on_wait=self.say) as run:
                 run.summary = ingest_job(settings)
@@ -322,6 +332,7 @@ class Up:
             detail = "quick settings" if quick else "full settings"
             if quick and not self.options.quick:
                 detail += "; a full training follows in the background"
+            self.preload_done()
             self.phase(f"training the first classifier ({detail})")
             with job_lock(settings, "train", trigger="start", on_wait=self.say) as run:
                 run.summary = train_job(settings, quick)
