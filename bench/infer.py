@@ -36,8 +36,8 @@ SETUP = """
 import sys
 from pathlib import Path
 from heartrisk.config import Settings
-from heartrisk.pipelines.ingest import ingest
-from heartrisk.pipelines.train import TrainSettings, train
+from heartrisk.jobs.ingest import ingest
+from heartrisk.jobs.train import TrainSettings, train
 settings = Settings(home=Path(sys.argv[1]))
 ingest(settings, Path(sys.argv[2]))
 result = train(settings, TrainSettings.for_quick(families=tuple(sys.argv[3].split(","))))
@@ -50,9 +50,9 @@ from datetime import timedelta
 from pathlib import Path
 from heartrisk.config import Settings
 from heartrisk.features import FEATURE_NAMES
-from heartrisk.groups import HEART, open_group
-from heartrisk.pipelines.infer import run_infer
-from heartrisk.registry import champion_model
+from heartrisk.store.groups import HEART, open_group
+from heartrisk.jobs.infer import run_infer
+from heartrisk.model.registry import champion_model
 settings = Settings(home=Path(sys.argv[1]))
 model = champion_model(settings)
 rows = open_group(settings, HEART).read()

@@ -29,19 +29,19 @@ rows = len(frame)
 """,
     "heartrisk ingest (parse, validate, write Delta)": """
 from heartrisk.config import Settings
-from heartrisk.pipelines.ingest import ingest
+from heartrisk.jobs.ingest import ingest
 start = time.perf_counter()
 rows = ingest(Settings(home=HOME), CSV).inserted
 """,
     "heartrisk ingest again (no-op)": """
 from heartrisk.config import Settings
-from heartrisk.pipelines.ingest import ingest
+from heartrisk.jobs.ingest import ingest
 start = time.perf_counter()
 rows = ingest(Settings(home=HOME), CSV).skipped
 """,
     "read heart_v1 -> pandas": """
 from heartrisk.config import Settings
-from heartrisk.groups import HEART, open_group
+from heartrisk.store.groups import HEART, open_group
 start = time.perf_counter()
 rows = len(open_group(Settings(home=HOME), HEART).read())
 """,

@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from heartrisk.web.process import ServeProcess
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test/bench helpers
+from support.process import ServeProcess
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -45,7 +46,7 @@ PASSWORD = "load-benchmark-operator"
 # ------------------------------------------------------------------------------------ the load
 def bodies(predictions: int, submissions: int, seed: int = 0) -> list[tuple[str, dict[str, Any]]]:
     """The mixed requests, shuffled: random valid answers; each submission has a unique BMI."""
-    from heartrisk.web.scorer import random_rows
+    from heartrisk.web.risk_check.scorer import random_rows
 
     rows = random_rows(predictions + submissions, seed=seed)
     requests: list[tuple[str, dict[str, Any]]] = [("predict", r) for r in rows[:predictions]]
@@ -133,7 +134,7 @@ def server(home: Path, env: dict[str, str] | None = None) -> ServeProcess:
 
 def stored_ids(home: Path) -> list[str]:
     from heartrisk.config import Settings
-    from heartrisk.groups import HEART_USER, open_group
+    from heartrisk.store.groups import HEART_USER, open_group
 
     group = open_group(Settings(home=home), HEART_USER)
     return group.read(columns=["submission_id"])["submission_id"].tolist() if group.exists() else []
@@ -142,7 +143,7 @@ def stored_ids(home: Path) -> list[str]:
 def write_commits(home: Path) -> int:
     """Delta commits that added rows to heart_user (one per submission without group commit)."""
     from heartrisk.config import Settings
-    from heartrisk.groups import HEART_USER, open_group
+    from heartrisk.store.groups import HEART_USER, open_group
 
     group = open_group(Settings(home=home), HEART_USER)
     return sum(h["operation"] == "WRITE" for h in group.history()) if group.exists() else 0
@@ -153,8 +154,8 @@ def prepare_home(home: Path, csv: Path, rows: int) -> None:
     import pandas as pd
 
     from heartrisk.config import Settings
-    from heartrisk.pipelines.ingest import ingest
-    from heartrisk.pipelines.train import TrainSettings, train
+    from heartrisk.jobs.ingest import ingest
+    from heartrisk.jobs.train import TrainSettings, train
 
     frame = pd.read_csv(csv, dtype=str, keep_default_na=False)
     sample = frame.groupby("HeartDisease", group_keys=False).sample(frac=min(1.0, rows / len(frame)),

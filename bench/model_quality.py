@@ -65,7 +65,7 @@ def original_recipe(seed: int = 42):
 def pr_auc_interval(y: np.ndarray, p: np.ndarray, resamples: int = 200,
                     seed: int = 0) -> tuple[float, float]:
     """95 % stratified bootstrap interval of PR-AUC: how far the test split alone can move it."""
-    from heartrisk.evaluation import average_precision
+    from heartrisk.model.evaluation import average_precision
 
     rng = np.random.default_rng(seed)
     positives, negatives = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
@@ -83,8 +83,8 @@ def split_sensitivity(settings, ours, seeds: list[int]) -> list[dict[str, float]
     """The champion's recipe and the original recipe, refitted and tested on other seeded splits."""
     import pandas as pd
 
-    from heartrisk.evaluation import scores
-    from heartrisk.pipelines.train import Candidate, TrainSettings, fit_candidate, load_data
+    from heartrisk.jobs.train import Candidate, TrainSettings, fit_candidate, load_data
+    from heartrisk.model.evaluation import scores
 
     info = ours.model.info
     rows = []
@@ -123,13 +123,13 @@ def main() -> int:
                         help="comma-separated split seeds to repeat the comparison on (see above)")
     args = parser.parse_args()
 
-    from heartrisk import registry
     from heartrisk.config import Settings
-    from heartrisk.evaluation import compare, scores
-    from heartrisk.groups import HEART, open_group
-    from heartrisk.pipelines.ingest import ingest
-    from heartrisk.pipelines.train import TrainSettings, train
-    from heartrisk.view import FeatureView
+    from heartrisk.jobs.ingest import ingest
+    from heartrisk.jobs.train import TrainSettings, train
+    from heartrisk.model import registry
+    from heartrisk.model.evaluation import compare, scores
+    from heartrisk.store.groups import HEART, open_group
+    from heartrisk.store.view import FeatureView
 
     home = args.home or Path(tempfile.mkdtemp(prefix="heartrisk-bench-")) / "home"
     settings = Settings(home=home)

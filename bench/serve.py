@@ -35,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from heartrisk.web.process import free_port
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test/bench helpers
+from support.process import free_port
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -53,9 +54,9 @@ def prepare_home(home: Path, csv: Path, rows: int) -> str:
     import pandas as pd
 
     from heartrisk.config import Settings
-    from heartrisk.pipelines.ingest import ingest
-    from heartrisk.pipelines.train import TrainSettings, train
-    from heartrisk.registry import promote
+    from heartrisk.jobs.ingest import ingest
+    from heartrisk.jobs.train import TrainSettings, train
+    from heartrisk.model.registry import promote
 
     frame = pd.read_csv(csv, dtype=str, keep_default_na=False)
     sample = frame.groupby("HeartDisease", group_keys=False).sample(frac=min(1.0, rows / len(frame)),
@@ -77,11 +78,11 @@ def register_original(settings: Any) -> str:
     import mlflow
     from sklearn.model_selection import train_test_split
 
-    from heartrisk.evaluation import best_f1_threshold
-    from heartrisk.groups import HEART, open_group
-    from heartrisk.model import Platt, RiskModel, build_pipeline, model_input, raw_margin
-    from heartrisk.registry import MODEL_NAME
-    from heartrisk.view import FeatureView
+    from heartrisk.model.estimator import Platt, RiskModel, build_pipeline, model_input, raw_margin
+    from heartrisk.model.evaluation import best_f1_threshold
+    from heartrisk.model.registry import MODEL_NAME
+    from heartrisk.store.groups import HEART, open_group
+    from heartrisk.store.view import FeatureView
 
     split = FeatureView(open_group(settings, HEART)).train_test_split()
     X, y = model_input(split.X_train, validate=False), split.y_train.to_numpy()
@@ -208,8 +209,8 @@ def main() -> int:
     args = parser.parse_args()
 
     from heartrisk.config import Settings
-    from heartrisk.registry import champion_version, load_model, promote
-    from heartrisk.web.scorer import random_rows
+    from heartrisk.model.registry import champion_version, load_model, promote
+    from heartrisk.web.risk_check.scorer import random_rows
 
     scratch = tempfile.TemporaryDirectory(prefix="bench-serve-")
     home = args.home or Path(scratch.name) / "home"

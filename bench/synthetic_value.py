@@ -38,9 +38,9 @@ RESULTS = ROOT / "bench" / "results" / "synthetic_value.json"
 
 def fit_and_score(recipe: dict[str, Any], data: Any, extra: pd.DataFrame | None) -> tuple[np.ndarray, dict]:
     """Refit ``recipe`` on the real fit rows plus ``extra``; calibrate on the real holdout; test."""
-    from heartrisk.evaluation import best_f1_threshold, scores
     from heartrisk.features import FEATURE_NAMES, LABEL
-    from heartrisk.model import Platt, build_pipeline, model_input, raw_margin, sigmoid
+    from heartrisk.model.estimator import Platt, build_pipeline, model_input, raw_margin, sigmoid
+    from heartrisk.model.evaluation import best_f1_threshold, scores
 
     X, y = data.X_fit, data.y_fit
     if extra is not None and len(extra):
@@ -71,10 +71,10 @@ def main() -> int:
     sys.path.insert(0, str(ROOT / "src"))
 
     from heartrisk.config import Settings
-    from heartrisk.evaluation import compare
-    from heartrisk.pipelines.train import TrainSettings, load_data
-    from heartrisk.registry import champion_model
-    from heartrisk.synth_registry import load_synthesizer
+    from heartrisk.jobs.train import TrainSettings, load_data
+    from heartrisk.model.evaluation import compare
+    from heartrisk.model.registry import champion_model
+    from heartrisk.synth.registry import load_synthesizer
 
     settings = Settings(home=args.home)
     champion = champion_model(settings)

@@ -32,8 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from heartrisk.config import Settings
-from heartrisk.scheduler import JobState
-from heartrisk.web.process import free_port, responds
+from heartrisk.runtime.scheduler import JobState
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test/bench helpers
+from support.process import free_port, responds
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CSV = Path(os.environ.get("HEARTRISK_CSV") or ROOT.parent / "shared/data/heart_2020_dev.csv.gz")

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from heartrisk.config import Settings
-from heartrisk.pipelines.ingest import ingest
+from heartrisk.jobs.ingest import ingest
 
 if TYPE_CHECKING:
     import httpx
@@ -73,7 +73,7 @@ def trained_home(sample_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     """A home with the sample ingested and one `--quick` model trained and promoted (version "1").
 
     Built once per session (~40 s) and shared: do not write to it; use `trained` to get a copy."""
-    from heartrisk.pipelines.train import TrainSettings, train
+    from heartrisk.jobs.train import TrainSettings, train
 
     home_settings = Settings(home=tmp_path_factory.mktemp("trained") / "home")
     ingest(home_settings, sample_csv)
@@ -95,8 +95,8 @@ def trained(trained_home: Settings, settings: Settings) -> Settings:
 def quick_synthesizer_home(sample_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """A home with the sample ingested and a `--quick` synthesizer registered as champion (version
     "1"). Built once per session (~20 s) and shared: do not write to it; use `quick_synthesizer`."""
-    from heartrisk.pipelines.synth_train import train_synthesizer
-    from heartrisk.synth import SynthSettings
+    from heartrisk.jobs.synth_train import train_synthesizer
+    from heartrisk.synth.synthesizer import SynthSettings
 
     home_settings = Settings(home=tmp_path_factory.mktemp("synth") / "home")
     ingest(home_settings, sample_csv)
@@ -119,7 +119,7 @@ def quick_synthesizer(quick_synthesizer_home: Settings, settings: Settings) -> S
 def web_home(trained_home: Settings, tmp_path_factory: pytest.TempPathFactory,
              request: pytest.FixtureRequest) -> Settings:
     """A private copy of the trained home per test module: web tests store submissions in it."""
-    from web_support import copy_home
+    from support.web import copy_home
 
     return copy_home(trained_home, tmp_path_factory.mktemp(request.module.__name__) / "home")
 

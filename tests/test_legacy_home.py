@@ -20,10 +20,10 @@ import pytest
 
 from heartrisk.config import Settings
 from heartrisk.features import FEATURE_NAMES
-from heartrisk.groups import HEART, open_group
-from heartrisk.pipelines.daily import run_daily
-from heartrisk.registry import champion_model
-from heartrisk.synth_registry import load_synthesizer
+from heartrisk.jobs.daily import run_daily
+from heartrisk.model.registry import champion_model
+from heartrisk.store.groups import HEART, open_group
+from heartrisk.synth.registry import load_synthesizer
 from heartrisk.web.server import BackgroundServer
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

@@ -20,11 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from heartrisk import __version__
 from heartrisk.config import Settings
-from heartrisk.web import api
-from heartrisk.web.limits import BodySizeLimit
-from heartrisk.web.model_cache import ModelCache
-from heartrisk.web.security import SecuritySettings, install_security
-from heartrisk.web.submission_writer import DEFAULT_MAX_BATCH, SubmissionWriter
+from heartrisk.web.guard.limits import BodySizeLimit
+from heartrisk.web.guard.security import SecuritySettings, install_security
+from heartrisk.web.risk_check import api
+from heartrisk.web.risk_check.model_cache import ModelCache
+from heartrisk.web.risk_check.submission_writer import DEFAULT_MAX_BATCH, SubmissionWriter
 
 
 class WebSettings(BaseModel):
@@ -81,7 +81,7 @@ def create_app(settings: Settings, web: WebSettings | None = None,
     install_security(app, web.security)  # outermost: headers, rate limits, generic 500s
     api.install_error_handlers(app)
     app.include_router(api.router)
-    from heartrisk.web.monitor import mount_monitor  # the operator dashboard, before the form
+    from heartrisk.web.dashboard.routes import mount_monitor  # the operator dashboard, before the form
 
     mount_monitor(app, settings)
     mount_form(app, settings, models, submissions, web)  # last: it takes every path not routed above
@@ -93,7 +93,7 @@ def mount_form(app: FastAPI, settings: Settings, models: ModelCache, submissions
     """Mount the Gradio risk check at ``/`` with deliberate concurrency and nothing recorded."""
     import gradio as gr
 
-    from heartrisk.web.form import CSS, build_form
+    from heartrisk.web.risk_check.form import CSS, build_form
 
     form = build_form(settings, models, submissions)
     # Gradio runs 1 event at a time unless told otherwise; risk checks are short and CPU-light, so

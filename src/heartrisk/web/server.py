@@ -2,7 +2,7 @@
 
 :class:`BackgroundServer` is what tests, benchmarks and ``heartrisk up`` use: the real server on a
 real port (0 picks a free one), started and stopped cleanly from the same process. For a server in
-a child process see :mod:`heartrisk.web.process`.
+a child process see ``tests/support/process.py``.
 """
 
 from __future__ import annotations

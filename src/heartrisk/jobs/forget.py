@@ -1,0 +1,148 @@
+"""`heartrisk forget SUBMISSION_ID`: remove one person's shared submission so it cannot be read back.
+
+A submission lives in up to four tables: ``heart_user`` (as shared), ``heart_user_quarantine`` (if the
+merge held it back), ``heart`` (``record_id = user:<id>``, once merged) and ``heart_predictions`` (its
+score, once batch inference ran), plus the monitoring folder's cached reference samples. Deleting the
+rows is not enough with Delta Lake: older table versions still point at the files that hold them and
+the commit log records each file's min/max statistics and the delete's own predicate. So for each table
+this
+
+1. deletes the rows (one commit);
+2. vacuums with a retention of 0 hours: every data file the latest version does not use is removed,
+   so time travel to an older version finds no file with the row;
+3. checkpoints and removes the commit log before that checkpoint (the log retention is set to 0 for the
+   cleanup and put back after), so neither the log nor an old version can be read back.
+
+Every step is safe to repeat: a forget that was killed part-way is finished by running it again (it
+purges the history even when there is no row left to delete). The id must be a UUID, the only form
+``add_submission`` gives; checking it also keeps the SQL predicates free of injected text.
+
+The cost: the history of ``heart``, ``heart_user`` and ``heart_predictions`` before the forget can no
+longer be read (a model's lineage records the ``heart`` version it trained on; that version is gone).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from heartrisk.config import Settings
+from heartrisk.jobs.daily import USER_PREFIX
+from heartrisk.sources.quarantine import QUARANTINE
+from heartrisk.store.groups import HEART, HEART_PREDICTIONS, HEART_USER, open_group
+from heartrisk.store.table import FeatureGroup, GroupSpec
+
+#: Log retention a table gets back after the cleanup (Delta's default).
+DEFAULT_LOG_RETENTION = "interval 30 days"
+LOG_RETENTION = "delta.logRetentionDuration"
+
+
+class ForgetError(ValueError):
+    """The id is not a submission id; nothing was changed."""
+
+
+@dataclass(frozen=True)
+class ForgetResult:
+    """Rows removed per table, and how many old data files and cached samples were cleaned."""
+
+    submission_id: str
+    removed: dict[str, int]
+    vacuumed_files: int
+    reference_files: int
+    tables: tuple[str, ...] = field(default=())
+
+    @property
+    def total(self) -> int:
+        return sum(self.removed.values())
+
+    @property
+    def message(self) -> str:
+        if not self.total:
+            return (f"no rows held for submission {self.submission_id} (never stored, or already "
+                    f"forgotten); the history of {len(self.tables)} table(s) was purged anyway")
+        where = ", ".join(f"{name} {n}" for name, n in self.removed.items() if n)
+        return (f"forgot submission {self.submission_id}: removed {self.total} row(s) ({where}); "
+                f"{self.vacuumed_files} old data file(s) vacuumed and the commit history purged, so no "
+                f"older table version can bring it back; {self.reference_files} cached sample(s) cleaned")
+
+
+def check_submission_id(value: str) -> str:
+    """The id in canonical form (lower-case UUID), or a clear :class:`ForgetError`."""
+    text = str(value).strip()
+    try:
+        parsed = uuid.UUID(text)
+    except ValueError:
+        parsed = None
+    if parsed is None or str(parsed) != text.lower():
+        raise ForgetError(f"{value!r} is not a submission id: expected the reference the person was given, "
+                          "a UUID such as 0b7e5f8e-3c1d-4e0a-9d2b-6f1a2c3d4e5f")
+    return str(parsed)
+
+
+def targets(submission_id: str) -> list[tuple[GroupSpec, str]]:
+    """Each table that can hold the submission, with the predicate matching its row."""
+    user_record = f"{USER_PREFIX}{submission_id}"
+    return [
+        (HEART_USER, f"submission_id = '{submission_id}'"),
+        (QUARANTINE, f"submission_id = '{submission_id}'"),
+        (HEART, f"record_id = '{user_record}'"),
+        (HEART_PREDICTIONS, f"record_id = '{user_record}'"),
+    ]
+
+
+def purge_history(group: FeatureGroup) -> int:
+    """Vacuum every file the latest version does not use and drop the log before a fresh checkpoint.
+
+    Returns the number of data files removed. Holds the table's lock, so no insert lands in between.
+    """
+    with group._lock():
+        table = group.table()
+        removed = table.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
+        before = table.metadata().configuration.get(LOG_RETENTION) or DEFAULT_LOG_RETENTION
+        table.alter.set_table_properties({LOG_RETENTION: "interval 0 seconds"})
+        table = group.table()
+        table.create_checkpoint()
+        table.cleanup_metadata()
+        group.table().alter.set_table_properties({LOG_RETENTION: before})
+    return len(removed)
+
+
+def scrub_reference_samples(settings: Settings, record_id: str) -> int:
+    """Rewrite cached monitoring samples (``monitoring/reference/*.parquet``) without the record."""
+    folder = Path(settings.monitoring_dir) / "reference"
+    cleaned = 0
+    for path in sorted(folder.glob("*.parquet")) if folder.is_dir() else []:
+        table = pq.read_table(path)
+        if "record_id" not in table.column_names:
+            continue
+        keep = pc.not_equal(table.column("record_id"), record_id)
+        if pc.all(keep).as_py() is not False:
+            continue
+        partial = path.with_name(f".{path.name}.{os.getpid()}")
+        pq.write_table(table.filter(keep), partial)
+        os.replace(partial, path)
+        cleaned += 1
+    return cleaned
+
+
+def forget(settings: Settings, submission_id: str) -> ForgetResult:
+    """Remove the submission from every table and purge their history (see the module docstring)."""
+    sid = check_submission_id(submission_id)
+    removed: dict[str, int] = {}
+    vacuumed = 0
+    purged: list[str] = []
+    for spec, predicate in targets(sid):
+        group = open_group(settings, spec)
+        if not group.exists():
+            continue
+        removed[spec.table_name] = group.delete(predicate)
+        vacuumed += purge_history(group)
+        purged.append(spec.table_name)
+    references = scrub_reference_samples(settings, f"{USER_PREFIX}{sid}")
+    return ForgetResult(submission_id=sid, removed=removed, vacuumed_files=vacuumed,
+                        reference_files=references, tables=tuple(purged))

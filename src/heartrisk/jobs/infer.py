@@ -1,0 +1,319 @@
+"""Batch inference: the champion scores the new rows of ``heart`` into ``heart_predictions``.
+
+Once a day (``heartrisk infer``, or the scheduler) the rows whose event time falls in the last
+``hours`` and that the champion has not scored yet get a probability and a decision. The predictions
+group is keyed on (record_id, model_version), so a re-run, or two runs at once, add nothing twice;
+rows already scored are also left out before scoring, which is where the time goes.
+
+Each run logs to the MLflow experiment ``batch-inference``: the batch's size and metrics (the rows
+carry their diagnosis), the drift summary, and the monitoring images written to
+``<home>/monitoring/`` (see :mod:`heartrisk.monitoring.images`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.compute as pc
+from filelock import FileLock
+
+from heartrisk.config import Settings
+from heartrisk.features import FEATURE_NAMES, LABEL
+from heartrisk.monitoring.metrics import (
+    DriftReport,
+    classification_metrics,
+    confusion,
+    daily_performance,
+    recent_predictions,
+)
+from heartrisk.progress import progress_bar
+from heartrisk.store.groups import HEART, HEART_PREDICTIONS, open_group
+
+EXPERIMENT = "batch-inference"
+#: A run waits this long for another inference run on the same home before giving up.
+LOCK_TIMEOUT_S = 1800
+
+
+class InferError(ValueError):
+    """Batch inference was asked for something it cannot do (e.g. a window of no hours)."""
+
+
+@dataclass(frozen=True)
+class InferResult:
+    """What one run did, and where its record is (MLflow run, monitoring files)."""
+
+    model_version: str
+    window_start: datetime
+    window_end: datetime
+    rows_in_window: int
+    already_scored: int
+    inserted: int
+    predictions_version: int | None
+    metrics: dict[str, float]
+    drift: dict[str, Any] = field(default_factory=dict)
+    run_id: str | None = None
+    artifacts: tuple[Path, ...] = ()
+    seconds: float = 0.0
+
+    @property
+    def message(self) -> str:
+        hours = (self.window_end - self.window_start) / timedelta(hours=1)
+        if self.inserted == 0:
+            return (f"no new rows to score in the last {hours:g} h: {self.rows_in_window:,} in the "
+                    f"window, all already scored by champion v{self.model_version}")
+        text = (f"champion v{self.model_version} scored {self.inserted:,} new rows of the last "
+                f"{hours:g} h ({self.already_scored:,} already scored); heart_predictions_v1 is at "
+                f"version {self.predictions_version}")
+        shown = [f"{k} {self.metrics[k]:.3f}" for k in ("roc_auc", "precision", "recall", "f1")
+                 if math.isfinite(self.metrics.get(k, math.nan))]
+        if shown:
+            text += "; " + ", ".join(shown)
+        if self.drift:
+            drifted = self.drift.get("drifted") or []
+            text += f"; drift: {', '.join(drifted) if drifted else 'none flagged'}"
+        return text
+
+
+def utc(moment: datetime | None) -> datetime:
+    if moment is None:
+        return datetime.now(UTC)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def run_infer(settings: Settings, hours: float = 24, now: datetime | None = None,
+              artifacts: bool = True) -> InferResult:
+    """Score the rows of the last ``hours`` the champion has not scored; log the run and the images.
+
+    ``now`` is the run's clock (a backfill or a test passes it); the window is ``(now - hours, now]``.
+    Raises :class:`~heartrisk.model.registry.NoModelError` when there is no champion and
+    :class:`~heartrisk.store.table.StoreError` when ``heart`` does not exist yet.
+    """
+    from heartrisk.model.registry import champion_model
+
+    if not (hours > 0 and math.isfinite(hours)):
+        raise InferError(f"--hours must be a positive number of hours, not {hours!r}")
+    started = time.perf_counter()
+    settings.ensure_home()
+    now = utc(now)
+    start, end = now - timedelta(hours=hours), now + timedelta(microseconds=1)
+    heart = open_group(settings, HEART)
+    heart.table()  # a clear StoreError ("run `heartrisk ingest` first") before any work
+    model = champion_model(settings)
+    lock = FileLock(str(settings.locks_dir / "infer.lock"), timeout=LOCK_TIMEOUT_S)
+    with lock, progress_bar(transient=True) as bar:
+        task = bar.add_task(f"reading the last {hours:g} h of heart", total=4)
+        pending = unscored(settings, heart, model.version, start, end)
+        bar.update(task, advance=1, description=f"scoring {len(pending.new):,} rows")
+        batch = score(model, pending.new, now)
+        bar.update(task, advance=1, description="writing heart_predictions")
+        written = open_group(settings, HEART_PREDICTIONS).insert(batch) if len(batch) else None
+        metrics = batch_metrics(batch, rows_in_window=pending.in_window)
+        bar.update(task, advance=1, description="monitoring")
+        drift: dict[str, Any] = {}
+        paths: list[Path] = []
+        if artifacts and len(batch):
+            report, paths = write_monitoring(settings, model, now, hours, pending.rows)
+            drift = report.to_dict()
+            metrics.update(drift_metrics(report))
+        run_id = log_run(settings, model, start, now, hours, metrics, paths, written)
+        bar.update(task, advance=1)
+    return InferResult(
+        model_version=model.version, window_start=start, window_end=now, rows_in_window=pending.in_window,
+        already_scored=pending.in_window - len(pending.new), inserted=written.inserted if written else 0,
+        predictions_version=written.version if written else None, metrics=metrics, drift=drift,
+        run_id=run_id, artifacts=tuple(paths), seconds=time.perf_counter() - started,
+    )
+
+
+@dataclass(frozen=True)
+class Pending:
+    """The window's size, its rows (None when nothing is new: they were not read) and the new ones."""
+
+    in_window: int
+    rows: pd.DataFrame | None
+    new: pd.DataFrame
+
+
+def unscored(settings: Settings, heart: Any, model_version: str, start: datetime,
+             end: datetime) -> Pending:
+    """The rows of the window this model version has not scored yet.
+
+    Ids are compared first, so a run with nothing new reads one column, not the whole window.
+    """
+    from heartrisk.monitoring.reads import scored_ids
+
+    columns = ["record_id", "event_time", "source", *FEATURE_NAMES, LABEL.name]
+    ids = heart.read_arrow(start=start, end=end, columns=["record_id"]).column("record_id")
+    done = scored_ids(settings, model_version, start)
+    already = (pc.sum(pc.is_in(ids, value_set=done)).as_py() or 0) if len(done) else 0
+    if already == len(ids):
+        return Pending(len(ids), None, pd.DataFrame(columns=columns))
+    rows = heart.read(start=start, end=end, columns=columns)
+    new = rows[~rows["record_id"].isin(done.to_numpy(zero_copy_only=False))] if len(done) else rows
+    return Pending(len(rows), rows, new)
+
+
+def score(model: Any, rows: pd.DataFrame, now: datetime) -> pd.DataFrame:
+    """``heart_predictions`` rows for ``rows``: probability, decision at the model's threshold."""
+    if rows.empty:
+        return pd.DataFrame(columns=HEART_PREDICTIONS.columns)
+    # Rows of `heart` passed the feature spec when they were written, so they are not checked again.
+    probability = model.model.risk(rows[list(FEATURE_NAMES)], validate=False)
+    return pd.DataFrame({
+        "record_id": rows["record_id"],
+        "event_time": rows["event_time"],  # kept a tz-aware column: to_numpy() would box each value
+        "predicted_at": pd.Timestamp(now),
+        "model_version": str(model.version),
+        "probability": probability,
+        "prediction": probability >= model.threshold,
+        "threshold": float(model.threshold),
+        LABEL.name: rows[LABEL.name],
+        "source": rows["source"],
+    }).reset_index(drop=True)
+
+
+def batch_metrics(batch: pd.DataFrame, rows_in_window: int) -> dict[str, float]:
+    """Volume and (for labelled rows) classification metrics of this run's batch."""
+    metrics: dict[str, float] = {"rows_in_window": float(rows_in_window),
+                                 "rows_scored": float(len(batch))}
+    for source, count in batch["source"].value_counts().items():
+        metrics[f"rows_{source}"] = float(count)
+    if len(batch):
+        metrics["mean_probability"] = float(batch["probability"].mean())
+        metrics["predicted_positive_rate"] = float(batch["prediction"].astype(bool).mean())
+    metrics.update({k: float(v) for k, v in classification_metrics(batch).items()})
+    return metrics
+
+
+def drift_metrics(report: DriftReport) -> dict[str, float]:
+    """The drift summary as run metrics: how many features drifted, each value, the window size."""
+    metrics = {"drift_features_flagged": float(len(report.drifted)),
+               "drift_window_rows": float(report.window.rows),
+               "drift_window_enough": float(report.window.enough)}
+    for row in report.rows:
+        if math.isfinite(row.value):
+            metrics[f"drift_{row.feature}"] = row.value
+    return metrics
+
+
+def write_monitoring(settings: Settings, model: Any, now: datetime, hours: float,
+                     rows: pd.DataFrame | None = None) -> tuple[DriftReport, list[Path]]:
+    """Every monitoring image and table for the champion as of ``now``, under the monitoring folder.
+
+    ``rows`` are the ``heart`` rows of the window already read by the run (not read again).
+    """
+    from heartrisk.monitoring.images import (
+        plot_confusion,
+        plot_drift,
+        plot_performance,
+        plot_shap_summary,
+        save_frame,
+        save_recent_table,
+    )
+    from heartrisk.monitoring.reads import (
+        Known,
+        current_drift,
+        model_card,
+        read_predictions,
+        shap_sample,
+        write_json,
+    )
+
+    folder = settings.monitoring_dir
+    every = read_predictions(settings)
+    mine = every[every["model_version"] == str(model.version)]
+    start = pd.Timestamp(now) - pd.Timedelta(hours=hours)
+    window = mine[mine["event_time"] >= start]
+    paths = [
+        plot_confusion(confusion(mine), f"champion v{model.version}: all {len(mine):,} predictions",
+                       folder / "confusion_all.png"),
+        plot_confusion(confusion(window), f"champion v{model.version}: last {hours:g} h "
+                       f"({len(window):,} predictions)", folder / "confusion_window.png"),
+    ]
+    recent = recent_predictions(mine)
+    paths += [save_frame(recent, folder / "recent_predictions.csv"),
+              save_recent_table(recent, folder / "recent_predictions.html")]
+    daily = daily_performance(every)
+    paths += [save_frame(daily, folder / "performance.csv"),
+              plot_performance(daily, folder / "performance.png")]
+    known = Known(rows=rows, rows_from=start.to_pydatetime(), predictions=mine)
+    report, rows = current_drift(settings, model, now + timedelta(microseconds=1), hours, known=known)
+    paths += [save_frame(report.frame(), folder / "drift.csv"), plot_drift(report, folder / "drift.png")]
+    sample = shap_sample(model, rows)
+    if sample is not None:
+        paths.append(plot_shap_summary(
+            sample, folder / "shap_summary.png",
+            f"SHAP of {len(sample.answers):,} recent rows (Kaggle and synthetic), champion "
+            f"v{model.version}"))
+    summary = folder / "summary.json"
+    write_json(summary, {"generated_at": now.isoformat(), "model": model_card(model),
+                         "metrics_all": classification_metrics(mine),
+                         "metrics_window": classification_metrics(window), "drift": report.to_dict()})
+    return report, [*paths, summary]
+
+
+def log_run(settings: Settings, model: Any, start: datetime, now: datetime, hours: float,
+            metrics: dict[str, float], paths: list[Path], written: Any) -> str:
+    """One MLflow run in ``batch-inference`` with the batch's metrics and the monitoring files."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    from heartrisk.tracking import client as tracking_client
+    from heartrisk.tracking import experiment_id
+
+    client = tracking_client(settings)
+    experiment = experiment_id(settings, EXPERIMENT)
+    run = client.create_run(experiment, run_name=f"infer-v{model.version}-{now:%Y%m%d-%H%M}")
+    run_id = run.info.run_id
+    try:
+        stamp = int(now.timestamp() * 1000)
+        params = {"model_version": model.version, "hours": f"{hours:g}",
+                  "window_start": start.isoformat(), "window_end": now.isoformat(),
+                  "threshold": f"{model.threshold:.6f}",
+                  "predictions_table_version": "" if written is None else str(written.version)}
+        client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), stamp, 0) for k, v in metrics.items() if math.isfinite(v)],
+            params=[Param(k, str(v)) for k, v in params.items()],
+            tags=[RunTag("empty", str(not metrics.get("rows_scored"))),
+                  RunTag("model_run_id", model.run_id)],
+        )
+        for path in paths:
+            client.log_artifact(run_id, str(path), "monitoring")
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+def infer_status(settings: Settings) -> dict[str, Any]:
+    """For `heartrisk status`: predictions per model version and what the last run did."""
+    from heartrisk.tracking import find_runs
+
+    group = open_group(settings, HEART_PREDICTIONS)
+    status: dict[str, Any] = {"predictions": 0, "monitoring_dir": str(settings.monitoring_dir)}
+    if group.exists():
+        table = group.read_arrow(columns=["model_version", "predicted_at"])
+        counts = pc.value_counts(table.column("model_version")).to_pylist()
+        status["predictions"] = table.num_rows
+        status["by_model_version"] = {c["values"]: c["counts"] for c in counts}
+        if table.num_rows:
+            status["last_predicted_at"] = pc.max(table.column("predicted_at")).as_py().isoformat()
+    last = find_runs(settings, EXPERIMENT)
+    if last:
+        run = last[0]
+        shown = ("rows_scored", "roc_auc", "f1", "drift_features_flagged")
+        status["last_run"] = {
+            "run_id": run.info.run_id, "status": run.info.status,
+            "started": datetime.fromtimestamp(run.info.start_time / 1000, UTC).isoformat(
+                timespec="seconds"),
+            "model_version": run.data.params.get("model_version"),
+            **{k: run.data.metrics[k] for k in shown if k in run.data.metrics},
+        }
+    return status

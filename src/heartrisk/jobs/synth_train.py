@@ -1,0 +1,219 @@
+"""`heartrisk synth train`: fit the CTGAN on real rows, measure it, register it, and make it the
+champion if it passes the gate (:mod:`heartrisk.synth.gate`: not worse than the champion on quality
+and TSTR by more than ``SynthSettings.promote_tolerance``).
+
+Which real rows: the synthesizer is fitted only on records of the classifier's *train* side (the
+view's seeded hash split), so synthetic rows that later train a classifier carry nothing of the
+records that classifier is tested on. Its quality is measured on the *test* side, split in two:
+``selection`` rows pick the best snapshot, disjoint ``eval`` rows give the reported figures.
+Synthetic rows never train the synthesizer.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from heartrisk.config import Settings
+from heartrisk.features import FEATURE_NAMES, LABEL
+from heartrisk.progress import progress_bar
+from heartrisk.store.groups import HEART, REAL_SOURCES, open_group
+from heartrisk.store.view import FeatureView
+from heartrisk.synth.gate import GateDecision, gate
+from heartrisk.synth.registry import EXPERIMENT, champion_figures, log_synthesizer, register_synthesizer
+from heartrisk.synth.synthesizer import (
+    EpochReport,
+    FitResult,
+    Quality,
+    SynthError,
+    SynthSettings,
+    fit_synthesizer,
+    measure_quality,
+)
+from heartrisk.tracking import client as tracking_client
+from heartrisk.tracking import experiment_id
+
+#: Fewest held-out real rows worth measuring quality on.
+MIN_HOLDOUT_ROWS = 200
+
+
+@dataclass(frozen=True)
+class RealRows:
+    """Fit, selection and evaluation rows (spec names, label as bool), and the table version."""
+
+    fit: pd.DataFrame
+    selection: pd.DataFrame
+    evaluation: pd.DataFrame
+    table_version: int
+
+
+@dataclass
+class SynthTrainResult:
+    version: str
+    run_id: str
+    metrics: dict[str, float]
+    fit: FitResult
+    rows: RealRows
+    promoted: bool
+    #: The gate's decision in words with the figures ("promoted: …" / "kept out: …").
+    decision: str
+
+
+def _frame(X: pd.DataFrame, y: pd.Series) -> pd.DataFrame:
+    out = X[list(FEATURE_NAMES)].copy()
+    out[LABEL.name] = y.astype(bool).to_numpy()
+    return out
+
+
+def real_rows(settings: Settings, synth: SynthSettings) -> RealRows:
+    """Sample the fit rows from the train side and split the test side into selection + eval."""
+    view = FeatureView(open_group(settings, HEART), sources=REAL_SOURCES)
+    split = view.train_test_split(test_size=synth.test_size, seed=synth.split_seed, include_synthetic=False)
+    train, test = _frame(split.X_train, split.y_train), _frame(split.X_test, split.y_test)
+    if len(train) < synth.batch_size or len(test) < MIN_HOLDOUT_ROWS:
+        raise SynthError(
+            f"heart holds {len(train) + len(test):,} real rows ({len(train):,} to fit on, {len(test):,} "
+            f"held out); fitting needs at least {synth.batch_size} and measuring {MIN_HOLDOUT_ROWS}: "
+            "ingest the data first (`heartrisk ingest`)"
+        )
+    fit = train.sample(n=min(synth.rows, len(train)), random_state=synth.seed).reset_index(drop=True)
+    test = test.sample(frac=1.0, random_state=synth.seed).reset_index(drop=True)
+    wanted = synth.score_rows + synth.eval_rows
+    selection_rows = synth.score_rows if len(test) >= wanted else len(test) * synth.score_rows // wanted
+    selection = test.iloc[:selection_rows].reset_index(drop=True)
+    evaluation = test.iloc[selection_rows:selection_rows + synth.eval_rows].reset_index(drop=True)
+    return RealRows(fit, selection, evaluation, split.table_version)
+
+
+def _log_quality(settings: Settings, run_id: str, quality: Quality, fit: FitResult) -> None:
+    """Quality as artifacts: the JSON summary, the per-column and per-pair details, the trace."""
+    client = tracking_client(settings)
+    with tempfile.TemporaryDirectory(prefix="heartrisk-quality-") as tmp:
+        folder = Path(tmp) / "quality"
+        folder.mkdir()
+        summary = {**quality.to_json(), "best_epoch": fit.synthesizer.info.best_epoch,
+                   "best_selection_score": fit.synthesizer.info.best_score}
+        (folder / "quality.json").write_text(json.dumps(summary, indent=2, default=float))
+        quality.column_shapes.to_csv(folder / "column_shapes.csv", index=False)
+        quality.column_pair_trends.to_csv(folder / "column_pair_trends.csv", index=False)
+        pd.DataFrame([vars(r) for r in fit.history]).to_csv(folder / "training_trace.csv", index=False)
+        client.log_artifacts(run_id, str(folder), "quality")
+
+
+def _log_history(settings: Settings, run_id: str, history: list[EpochReport]) -> None:
+    from mlflow.entities import Metric
+
+    client = tracking_client(settings)
+    stamp = int(time.time() * 1000)
+    metrics = []
+    for report in history:
+        metrics += [Metric("generator_loss", report.generator_loss, stamp, report.epoch),
+                    Metric("discriminator_loss", report.discriminator_loss, stamp, report.epoch)]
+    for start in range(0, len(metrics), 900):
+        client.log_batch(run_id, metrics=metrics[start:start + 900])
+
+
+def train_synthesizer(settings: Settings, synth: SynthSettings | None = None,
+                      show_progress: bool = True, promote: bool = True) -> SynthTrainResult:
+    """Fit, measure, log and register a synthesizer; it becomes champion only through the gate.
+
+    ``promote=False`` registers without promoting at all (the gate's verdict is still recorded).
+    The run is marked FAILED if any step fails, and then nothing is registered.
+    """
+    from mlflow.entities import Metric, Param
+
+    synth = synth or SynthSettings()
+    settings.ensure_home()
+    rows = real_rows(settings, synth)
+    client = tracking_client(settings)
+    run = client.create_run(experiment_id(settings, EXPERIMENT), run_name="synth-train",
+                            tags={"job": "synth-train"})
+    run_id = run.info.run_id
+    try:
+        params = {**synth.model_dump(), "fit_rows": len(rows.fit), "selection_rows": len(rows.selection),
+                  "eval_rows_used": len(rows.evaluation), "heart_table_version": rows.table_version}
+        client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        fit = _fit_with_progress(rows, synth, show_progress,
+                                 lambda report: _log_snapshot(client, run_id, report))
+        quality = measure_quality(fit.synthesizer, rows.fit, rows.evaluation, seed=synth.seed)
+        metrics = {**quality.metrics, "seconds_per_epoch": fit.seconds_per_epoch,
+                   "fit_seconds": fit.fit_seconds, "prepare_seconds": fit.prepare_seconds}
+        client.log_batch(run_id, params=[Param("best_epoch", str(fit.synthesizer.info.best_epoch))])
+        stamp = int(time.time() * 1000)
+        client.log_batch(run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in metrics.items()])
+        _log_history(settings, run_id, fit.history)
+        _log_quality(settings, run_id, quality, fit)
+        source, sha = log_synthesizer(settings, run_id, fit.synthesizer)
+        decision = decide(settings, metrics, synth.promote_tolerance, promote)
+        client.set_tag(run_id, "decision", decision.text)
+        version = register_synthesizer(settings, run_id, source, sha, metrics, decision)
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
+    return SynthTrainResult(version, run_id, metrics, fit, rows, decision.promoted, decision.text)
+
+
+def decide(settings: Settings, metrics: dict[str, float], tolerance: float, promote: bool) -> GateDecision:
+    """The gate against the champion of this moment (read after the fit, not before it)."""
+    verdict = gate(metrics, champion_figures(settings), tolerance)
+    if promote:
+        return verdict
+    return GateDecision(False, f"kept out: registered without promotion (the gate said {verdict.text!r})")
+
+
+def _log_snapshot(client: Any, run_id: str, report: EpochReport) -> None:
+    from mlflow.entities import Metric
+
+    stamp = int(time.time() * 1000)
+    values = {"selection_score": report.score, "selection_quality": report.quality,
+              "selection_tstr_roc_auc": report.tstr}
+    client.log_batch(run_id, metrics=[Metric(k, float(v), stamp, report.epoch)
+                                      for k, v in values.items() if v is not None and v == v])
+
+
+def _fit_with_progress(rows: RealRows, synth: SynthSettings, show: bool,
+                       on_score: Callable[[EpochReport], None]) -> FitResult:
+    """The fit under a progress bar: epoch, losses and the best snapshot so far.
+
+    Snapshot scores go to the run as they come (``on_score``), so a long fit can be watched in MLflow.
+    """
+    bar = progress_bar()
+    bar.disable = not show
+    with bar:
+        task = bar.add_task(f"preparing {len(rows.fit):,} rows", total=synth.epochs)
+
+        def on_epoch(report: EpochReport) -> None:
+            if report.score is not None:
+                on_score(report)
+            best = (f" · best {report.best_score:.3f} @{report.best_epoch}"
+                    if report.best_score is not None else "")
+            bar.update(task, completed=report.epoch, description=(
+                f"epoch {report.epoch}/{report.epochs} · G {report.generator_loss:+.2f} "
+                f"D {report.discriminator_loss:+.2f}{best}"))
+
+        return fit_synthesizer(rows.fit, rows.selection, synth, on_epoch=on_epoch)
+
+
+def describe(result: SynthTrainResult) -> dict[str, Any]:
+    """The figures the CLI prints after a fit."""
+    m = result.metrics
+    return {
+        "version": result.version, "promoted": result.promoted, "decision": result.decision,
+        "fit_rows": len(result.rows.fit), "eval_rows": len(result.rows.evaluation),
+        "best_epoch": result.fit.synthesizer.info.best_epoch, "quality": round(m["quality_overall"], 4),
+        "column_shapes": round(m["quality_column_shapes"], 4),
+        "column_pair_trends": round(m["quality_column_pair_trends"], 4),
+        "positive_rate": (m["positive_rate_real"], m["positive_rate_synthetic_raw"],
+                          m["positive_rate_synthetic"]),
+        "repaired_share": m["repaired_share"], "rejected_share": m["rejected_share"],
+        "tstr": m["tstr_roc_auc"], "trtr": m["trtr_roc_auc"],
+        "seconds_per_epoch": m["seconds_per_epoch"], "fit_seconds": m["fit_seconds"],
+    }

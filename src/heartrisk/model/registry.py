@@ -1,0 +1,284 @@
+"""The MLflow model registry: which classifier versions exist and which one is the champion.
+
+Every consumer (web app, batch inference, ``heartrisk predict``) goes through :func:`champion_model`
+or :func:`load_model` and gets a :class:`LoadedModel`: the calibrated model plus the threshold, base
+rate, test metrics and lineage stored with it. Servers poll :func:`champion_version` (one SQLite
+query) and reload only when it changes; :func:`load_model` keeps loaded versions in memory, since a
+registered version never changes.
+
+The alias ``champion`` marks the version in use (MLflow 3: aliases, not stages). Each promotion is
+appended to the registered model's ``champion_history`` tag, which is what ``rollback`` walks back.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from heartrisk.config import Settings
+from heartrisk.tracking import client, tracking_exists
+
+if TYPE_CHECKING:  # the model stack (sklearn, LightGBM) loads only with a model
+    from heartrisk.model.estimator import RiskModel
+
+MODEL_NAME = "heart-risk-classifier"
+CHAMPION = "champion"
+HISTORY_TAG = "champion_history"
+#: Loaded versions kept in memory per process (a version is immutable once registered).
+CACHE_SIZE = 4
+
+
+class NoModelError(RuntimeError):
+    """There is no champion (or no such version) yet; the message says what to run."""
+
+
+class RegistryError(RuntimeError):
+    """A registry operation the operator asked for cannot be done (unknown version, no history)."""
+
+
+@dataclass
+class LoadedModel:
+    """One registered version, ready to score: the one object every consumer needs."""
+
+    version: str
+    threshold: float
+    base_rate: float
+    trained_at: datetime
+    run_id: str
+    metrics: dict[str, float]
+    feature_group: str
+    feature_group_version: int
+    model: RiskModel = field(repr=False)
+    tags: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def family(self) -> str:
+        return self.model.family
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """Calibrated P(heart disease) per row of the 17 features (None/NaN = Unknown)."""
+        return self.model.risk(X)
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """``probability >= threshold`` per row (bool)."""
+        return self.predict_proba(X) >= self.threshold
+
+    def imputation(self) -> dict[str, object]:
+        """The value the model uses for each feature when the answer is Unknown."""
+        return self.model.imputation()
+
+    def imputed(self, X: pd.DataFrame) -> list[dict[str, object]]:
+        """Per row: feature -> the value the model used in place of each Unknown answer."""
+        values = self.imputation()
+        frame = X.reindex(columns=list(values))
+        unknown = frame.isna().to_numpy()
+        names = list(values)
+        return [{names[j]: values[names[j]] for j in np.flatnonzero(row)} for row in unknown]
+
+    def explain(self, X: pd.DataFrame) -> pd.DataFrame:
+        """SHAP contribution per row and question, in calibrated log-odds.
+
+        ``base_value + row.sum() == logit(predict_proba(row))``; positive raises the risk.
+        """
+        from heartrisk.model.explain import explain
+
+        return explain(self.model, X)[0]
+
+    @property
+    def base_value(self) -> float:
+        """Explanations start here (calibrated log-odds); ``sigmoid(base_value)`` is a risk."""
+        from heartrisk.model.explain import base_value
+
+        return base_value(self.model)
+
+
+# ---------------------------------------------------------------------------------------- access
+def champion_version(settings: Settings) -> str | None:
+    """The champion's version, or None: one cheap query, for servers polling for a new champion."""
+    if not tracking_exists(settings):
+        return None
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client(settings).get_model_version_by_alias(MODEL_NAME, CHAMPION).version)
+    except MlflowException:
+        return None
+
+
+def champion_model(settings: Settings) -> LoadedModel:
+    """The champion (``models:/heart-risk-classifier@champion``); NoModelError if there is none."""
+    version = champion_version(settings)
+    if version is None:
+        raise NoModelError(
+            f"no champion model in the registry at {settings.tracking_uri}; "
+            "run `heartrisk train` first (after `heartrisk ingest`)"
+        )
+    return load_model(settings, version)
+
+
+_cache: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def load_model(settings: Settings, version: str) -> LoadedModel:
+    """A registered version by number (kept in a small per-process cache)."""
+    key = (settings.tracking_uri, str(version))
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    loaded = _load(settings, str(version))
+    with _cache_lock:
+        _cache[key] = loaded
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+    return loaded
+
+
+def _load(settings: Settings, version: str) -> LoadedModel:
+    import mlflow.sklearn
+    from mlflow.exceptions import MlflowException
+
+    if not tracking_exists(settings):
+        raise NoModelError(f"no model registry at {settings.tracking_uri}; run `heartrisk train` first")
+    mlflow_client = client(settings)
+    try:
+        mv = mlflow_client.get_model_version(MODEL_NAME, version)
+    except MlflowException:
+        raise NoModelError(f"{MODEL_NAME} has no version {version!r}; "
+                           "`heartrisk model list` shows the versions") from None
+    location = _model_location(mlflow_client, mv)
+    model = mlflow.sklearn.load_model(location)
+    run = mlflow_client.get_run(mv.run_id)
+    metrics = {k.removeprefix("test_"): float(v) for k, v in run.data.metrics.items()
+               if k.startswith("test_")}
+    params = run.data.params
+    return LoadedModel(
+        version=str(mv.version),
+        threshold=float(model.threshold),
+        base_rate=float(model.base_rate),
+        trained_at=datetime.fromtimestamp(run.info.start_time / 1000, UTC),
+        run_id=mv.run_id,
+        metrics=metrics,
+        feature_group=params.get("feature_group", ""),
+        feature_group_version=int(params.get("feature_group_version", -1)),
+        model=model,
+        tags=dict(mv.tags),
+    )
+
+
+def _model_location(mlflow_client: Any, mv: Any) -> str:
+    """Where the version's files are: the logged model's artifact folder (MLflow 3 versions point at
+    ``models:/m-<id>``, which MLflow would resolve against the process-wide tracking URI)."""
+    model_id = getattr(mv, "model_id", None)
+    if not model_id and str(mv.source).startswith("models:/m-"):
+        model_id = str(mv.source).removeprefix("models:/").split("/")[0]
+    if model_id:
+        return mlflow_client.get_logged_model(model_id).artifact_location
+    return mv.source
+
+# ---------------------------------------------------------------------------------------- operator
+def versions(settings: Settings) -> list[dict[str, Any]]:
+    """Every registered version, newest first, with its test metrics, tags and aliases."""
+    if not tracking_exists(settings):
+        return []
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = client(settings).search_model_versions(f"name='{MODEL_NAME}'")
+    except MlflowException:
+        return []
+    champion = champion_version(settings)  # search results do not carry aliases
+    rows = []
+    for mv in sorted(found, key=lambda m: int(m.version), reverse=True):
+        aliases = set(mv.aliases or []) | ({CHAMPION} if str(mv.version) == champion else set())
+        rows.append({
+            "version": str(mv.version),
+            "created": datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC),
+            "aliases": sorted(aliases),
+            "run_id": mv.run_id,
+            "tags": dict(mv.tags),
+        })
+    return rows
+
+
+def champion_history(settings: Settings) -> list[str]:
+    """Versions that were champion, oldest first (the current one last)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        tags = client(settings).get_registered_model(MODEL_NAME).tags
+    except MlflowException:
+        return []
+    text = tags.get(HISTORY_TAG, "")
+    return [v for v in text.split(",") if v]
+
+
+def promote(settings: Settings, version: str, reason: str = "promoted by the operator") -> None:
+    """Give ``version`` the champion alias and record it in the history."""
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = client(settings)
+    version = str(version)
+    try:
+        mlflow_client.get_model_version(MODEL_NAME, version)
+    except MlflowException:
+        known = ", ".join(v["version"] for v in versions(settings)) or "none"
+        raise RegistryError(f"{MODEL_NAME} has no version {version!r} (versions: {known})") from None
+    history = champion_history(settings)
+    mlflow_client.set_registered_model_alias(MODEL_NAME, CHAMPION, version)
+    mlflow_client.set_model_version_tag(MODEL_NAME, version, "promoted",
+                                        f"{datetime.now(UTC).isoformat(timespec='seconds')}: {reason}")
+    if not history or history[-1] != version:
+        history.append(version)
+    mlflow_client.set_registered_model_tag(MODEL_NAME, HISTORY_TAG, ",".join(history))
+
+
+def rollback(settings: Settings) -> str:
+    """Make the previous champion the champion again; returns its version."""
+    history = champion_history(settings)
+    current = champion_version(settings)
+    if current is None:
+        raise RegistryError("there is no champion to roll back from; run `heartrisk train` first")
+    while history and history[-1] == current:
+        history.pop()
+    if not history:
+        raise RegistryError(f"version {current} is the only champion there has been; "
+                            "nothing to roll back to")
+    previous = history[-1]
+    mlflow_client = client(settings)
+    mlflow_client.set_registered_model_alias(MODEL_NAME, CHAMPION, previous)
+    mlflow_client.set_model_version_tag(MODEL_NAME, previous, "promoted",
+                                        f"{datetime.now(UTC).isoformat(timespec='seconds')}: "
+                                        f"rollback from version {current}")
+    mlflow_client.set_registered_model_tag(MODEL_NAME, HISTORY_TAG, ",".join(history))
+    return previous
+
+
+def registry_status(settings: Settings) -> dict[str, Any]:
+    """For `heartrisk status`: versions, the champion and its test metrics (never creates the DB)."""
+    if not tracking_exists(settings):
+        return {"tracking_uri": settings.tracking_uri, "exists": False,
+                "hint": "run `heartrisk train`"}
+    rows = versions(settings)
+    champion = champion_version(settings)
+    report: dict[str, Any] = {"tracking_uri": settings.tracking_uri, "model": MODEL_NAME,
+                              "versions": len(rows), "latest": rows[0]["version"] if rows else None,
+                              "champion": champion}
+    for row in rows:
+        if row["version"] == champion:
+            tags = row["tags"]
+            report["champion_model"] = f"{tags.get('family', '?')}/{tags.get('treatment', '?')}"
+            report["champion_test"] = {k.removeprefix("test_"): float(v) for k, v in tags.items()
+                                       if k.startswith("test_")}
+            report["champion_threshold"] = float(tags.get("threshold", "nan"))
+            report["champion_trained_on"] = (f"{tags.get('feature_group', '?')}@v"
+                                             f"{tags.get('feature_group_version', '?')}")
+            report["champion_since"] = tags.get("promoted", "")
+    return report

@@ -1,0 +1,218 @@
+"""What monitoring reads: predictions, recent rows, the champion's reference sample, the synthesizer.
+
+Batch inference and the dashboard both come here, so the images logged to MLflow and the live
+dashboard are drawn from the same rows. Everything is read from the store and the registry as they
+are now; nothing here writes to a feature group.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from heartrisk.config import Settings
+from heartrisk.features import FEATURE_NAMES, LABEL
+from heartrisk.monitoring.metrics import (
+    PROBABILITY,
+    DriftReport,
+    DriftSettings,
+    Window,
+    drift_report,
+    pooled_window,
+)
+from heartrisk.store.groups import HEART, HEART_PREDICTIONS, open_group
+
+#: Rows of the champion's training data kept as the drift reference (cached per model version).
+REFERENCE_ROWS = 20_000
+#: Recent rows explained for the SHAP summary.
+SHAP_ROWS = 500
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+# ------------------------------------------------------------------------------------ predictions
+def read_predictions(settings: Settings, model_version: str | None = None,
+                     start: datetime | None = None, end: datetime | None = None) -> pd.DataFrame:
+    """Rows of ``heart_predictions`` (optionally of one model version, in an event-time window)."""
+    group = open_group(settings, HEART_PREDICTIONS)
+    if not group.exists():
+        return pd.DataFrame(columns=HEART_PREDICTIONS.columns)
+    table = group.read_arrow(start=start, end=end)
+    if model_version is not None:
+        table = table.filter(pc.equal(table.column("model_version"), str(model_version)))
+    return table.to_pandas()
+
+
+def scored_ids(settings: Settings, model_version: str, start: datetime | None = None) -> pa.Array:
+    """record_ids the given model version has already scored (events from ``start`` on)."""
+    group = open_group(settings, HEART_PREDICTIONS)
+    if not group.exists():
+        return pa.array([], pa.string())
+    table = group.read_arrow(start=start, columns=["record_id", "model_version"])
+    table = table.filter(pc.equal(table.column("model_version"), str(model_version)))
+    return table.column("record_id").combine_chunks()
+
+
+# ----------------------------------------------------------------------------------- recent rows
+def heart_rows(settings: Settings, start: datetime | None, end: datetime | None,
+               columns: list[str] | None = None) -> pd.DataFrame:
+    """Rows of ``heart`` with event time in ``[start, end)`` (empty frame if there is no table)."""
+    group = open_group(settings, HEART)
+    if not group.exists():
+        return pd.DataFrame(columns=columns or HEART.columns)
+    return group.read(start=start, end=end, columns=columns)
+
+
+def window_for(settings: Settings, end: datetime, hours: float,
+               config: DriftSettings | None = None) -> Window:
+    """The recent window of ``heart`` for drift, pooled back until it holds enough rows."""
+    config = config or DriftSettings()
+    oldest = pd.Timestamp(end) - pd.Timedelta(days=config.max_days)
+    times = heart_rows(settings, oldest.to_pydatetime(), end, columns=["event_time"])["event_time"]
+    return pooled_window(times, end, hours, config)
+
+
+def window_rows(settings: Settings, window: Window, model_version: str | None,
+                known: Known | None = None) -> pd.DataFrame:
+    """Rows of ``heart`` in the window, with the model version's probability where it scored them.
+
+    ``known`` rows and predictions the caller already holds are used instead of reading again.
+    """
+    if known is not None and known.rows is not None and window.start >= known.rows_from:
+        in_window = (known.rows["event_time"] >= window.start) & (known.rows["event_time"] < window.end)
+        rows = known.rows.loc[in_window, ["record_id", "event_time", "source", *FEATURE_NAMES,
+                                          LABEL.name]]
+    else:
+        rows = heart_rows(settings, window.start, window.end,
+                          columns=["record_id", "event_time", "source", *FEATURE_NAMES, LABEL.name])
+    if model_version is None or rows.empty:
+        return rows.assign(**{PROBABILITY: np.nan})
+    if known is not None and known.predictions is not None:
+        scored = known.predictions
+    else:
+        scored = read_predictions(settings, model_version, window.start, window.end)
+    probability = scored.set_index("record_id")["probability"]
+    return rows.assign(**{PROBABILITY: rows["record_id"].map(probability).astype(float)})
+
+
+@dataclass(frozen=True)
+class Known:
+    """What a caller has already read: ``heart`` rows from ``rows_from`` on, the model's predictions."""
+
+    rows: pd.DataFrame | None = None
+    rows_from: datetime | None = None
+    predictions: pd.DataFrame | None = None
+
+
+# ------------------------------------------------------------------------------ reference sample
+def reference_sample(settings: Settings, model: Any, rows: int = REFERENCE_ROWS) -> pd.DataFrame:
+    """A seeded sample of the data the model was trained on, with the model's probabilities.
+
+    The rows are ``heart`` as of the feature group version the model records (time travel), so the
+    reference does not move as new rows arrive. Cached as Parquet under the monitoring folder, one
+    file per model version: a registered version never changes, so neither does its reference.
+    """
+    path = settings.monitoring_dir / "reference" / f"model-{model.version}.parquet"
+    if path.is_file():
+        return pd.read_parquet(path)
+    group = open_group(settings, HEART)
+    columns = ["record_id", "source", *FEATURE_NAMES, LABEL.name]
+    version = model.feature_group_version if model.feature_group_version >= 0 else None
+    try:
+        table = group.read_arrow(version=version, columns=columns)
+    except Exception:  # the version was vacuumed away: the rows that existed when it was trained
+        table = group.read_arrow(end=model.trained_at, columns=columns)
+    if table.num_rows > rows:  # sample before pandas: converting rows we drop costs more than reading
+        table = table.take(np.sort(np.random.default_rng(0).choice(table.num_rows, rows, replace=False)))
+    frame = table.to_pandas()
+    frame[PROBABILITY] = model.predict_proba(frame[list(FEATURE_NAMES)]) if len(frame) else []
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    frame.to_parquet(partial, index=False)
+    os.replace(partial, path)
+    return frame
+
+
+def current_drift(settings: Settings, model: Any, end: datetime, hours: float,
+                  config: DriftSettings | None = None,
+                  known: Known | None = None) -> tuple[DriftReport, pd.DataFrame]:
+    """Drift between the model's reference sample and the recent (pooled) window, and its rows."""
+    window = window_for(settings, end, hours, config)
+    rows = window_rows(settings, window, model.version, known)
+    return drift_report(reference_sample(settings, model), rows, window, config), rows
+
+
+# ---------------------------------------------------------------------------------- explanations
+@dataclass(frozen=True)
+class ShapSample:
+    """SHAP contributions of recent rows (grouped to the 17 questions) and the rows' answers."""
+
+    contributions: pd.DataFrame
+    answers: pd.DataFrame
+    base_value: float
+
+
+def shap_sample(model: Any, rows: pd.DataFrame, size: int = SHAP_ROWS) -> ShapSample | None:
+    """Explain up to ``size`` rows (seeded sample), user rows left out: this feeds a per-row plot."""
+    rows = rows[rows["source"] != "user"] if "source" in rows else rows
+    if rows.empty:
+        return None
+    if len(rows) > size:
+        rows = rows.sample(n=size, random_state=0)
+    answers = rows[list(FEATURE_NAMES)].reset_index(drop=True)
+    contributions = model.explain(answers)
+    return ShapSample(contributions.reset_index(drop=True), answers, float(model.base_value))
+
+
+# --------------------------------------------------------------------------------- model and data
+def model_card(model: Any) -> dict[str, Any]:
+    """What the dashboard says about the champion: version, when, on what data, how good."""
+    return {
+        "version": model.version,
+        "family": getattr(model, "family", ""),
+        "trained_at": model.trained_at.isoformat(timespec="seconds"),
+        "feature_group": model.feature_group,
+        "feature_group_version": model.feature_group_version,
+        "threshold": model.threshold,
+        "base_rate": model.base_rate,
+        "run_id": getattr(model, "run_id", ""),
+        "test_metrics": {k: v for k, v in sorted(model.metrics.items())
+                         if k in ("roc_auc", "pr_auc", "precision", "recall", "f1", "brier",
+                                  "log_loss", "accuracy")},
+    }
+
+
+def heart_volume(settings: Settings, start: datetime | None = None) -> pd.DataFrame:
+    """Rows of ``heart`` per UTC day and source (columns event_time, source only)."""
+    from heartrisk.monitoring.metrics import volume_by_day
+
+    return volume_by_day(heart_rows(settings, start, None, columns=["event_time", "source"]))
+
+
+def synthesizer_quality(settings: Settings) -> dict[str, Any]:
+    """The synthesizer in use and the quality it logged (its registry entry; no weights are read)."""
+    try:
+        from heartrisk.synth.registry import synthesizer_status
+
+        return synthesizer_status(settings)
+    except Exception as exc:  # the dashboard shows the rest even if this part cannot be read
+        return {"registered": False, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Write JSON atomically (a reader never sees half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(json.dumps(payload, indent=2, default=str))
+    os.replace(partial, path)

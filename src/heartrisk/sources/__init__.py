@@ -1,0 +1,1 @@
+"""Where rows come from: the Kaggle file, consented submissions, and the check that quarantines them."""

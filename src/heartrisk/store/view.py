@@ -1,0 +1,87 @@
+"""Feature views: the features and label a model needs, read from a group at a known version.
+
+The split is by a seeded hash of ``record_id`` within each class, not by shuffling: a record stays on
+the same side as the table grows, so every model version is tested on records it never trained on and
+the champion gate compares models on the same real test records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from heartrisk.features import FEATURE_NAMES, LABEL
+from heartrisk.store.groups import REAL_SOURCES
+from heartrisk.store.table import FeatureGroup
+
+
+@dataclass
+class Split:
+    """Train and test sides, with the lineage a model needs to record (group and table version)."""
+
+    X_train: pd.DataFrame
+    y_train: pd.Series
+    X_test: pd.DataFrame
+    y_test: pd.Series
+    train_ids: pd.Series
+    test_ids: pd.Series
+    train_sources: pd.Series
+    group: str
+    table_version: int
+
+    def summary(self) -> dict[str, float | int | str]:
+        return {
+            "group": self.group, "table_version": self.table_version,
+            "train_rows": len(self.y_train), "test_rows": len(self.y_test),
+            "train_positive_rate": float(self.y_train.mean()) if len(self.y_train) else 0.0,
+            "test_positive_rate": float(self.y_test.mean()) if len(self.y_test) else 0.0,
+            "train_synthetic_rows": int((self.train_sources == "synthetic").sum()),
+        }
+
+
+@dataclass
+class FeatureView:
+    """Features + label + a source filter over one feature group."""
+
+    group: FeatureGroup
+    features: tuple[str, ...] = FEATURE_NAMES
+    label: str = LABEL.name
+    sources: tuple[str, ...] | None = None
+    extra_columns: tuple[str, ...] = field(default=("record_id", "event_time", "source"))
+
+    def read(self, version: int | None = None) -> tuple[pd.DataFrame, int]:
+        """The view's rows and the table version they came from (pinned, so both agree)."""
+        if version is None:
+            version = self.group.version()
+        columns = [*self.extra_columns, *self.features, self.label]
+        frame = self.group.read(version=version, sources=self.sources, columns=columns)
+        return frame, version
+
+    def train_test_split(self, test_size: float = 0.2, seed: int = 42,
+                         include_synthetic: bool = True, version: int | None = None) -> Split:
+        """Real records split by a seeded hash per class; synthetic rows only ever train."""
+        frame, version = self.read(version)
+        real = frame["source"].isin(REAL_SOURCES).to_numpy()
+        in_test = real & (hash_fraction(frame["record_id"], seed) < test_size)
+        in_train = ~in_test & (real | include_synthetic)
+        train, test = frame[in_train], frame[in_test]
+        return Split(
+            X_train=train[list(self.features)].reset_index(drop=True),
+            y_train=train[self.label].astype(int).reset_index(drop=True),
+            X_test=test[list(self.features)].reset_index(drop=True),
+            y_test=test[self.label].astype(int).reset_index(drop=True),
+            train_ids=train["record_id"].reset_index(drop=True),
+            test_ids=test["record_id"].reset_index(drop=True),
+            train_sources=train["source"].reset_index(drop=True),
+            group=self.group.spec.table_name,
+            table_version=version,
+        )
+
+
+def hash_fraction(ids: pd.Series, seed: int) -> np.ndarray:
+    """A number in [0, 1) per id, fixed by (seed, id): a stable, seeded coin for each record."""
+    key = f"heartrisk{seed:07d}"[-16:]
+    hashed = pd.util.hash_pandas_object(ids.astype(str), index=False, hash_key=key).to_numpy()
+    return (hashed >> np.uint64(11)).astype(np.float64) / float(1 << 53)

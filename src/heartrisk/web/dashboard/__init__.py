@@ -1,0 +1,1 @@
+"""The operator's monitoring dashboard at ``/monitor`` and its JSON API."""

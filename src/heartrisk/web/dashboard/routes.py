@@ -1,0 +1,145 @@
+"""The monitoring dashboard at ``/monitor`` and its JSON API at ``/api/v1/monitor/*``.
+
+:func:`mount_monitor` adds both to the web app (the same FastAPI app that serves the risk form), behind
+the operator password (:mod:`heartrisk.web.guard.auth`): the page answers 401 with a login form, the API 401
+with an HTTP Basic challenge. Everything is drawn live from the store and the registry through a
+short-lived :class:`~.monitor_data.SnapshotCache`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import parse_qs
+
+import plotly
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+
+from heartrisk.config import Settings
+from heartrisk.monitoring.snapshot import DashboardSettings, SnapshotCache
+from heartrisk.web.dashboard.page import dashboard_page, login_page
+from heartrisk.web.guard.auth import COOKIE, REALM, SESSION_SECONDS, OperatorAuth
+
+PLOTLY_BUNDLE = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+#: Seconds a wrong password waits before the answer, to slow down guessing.
+FAILED_LOGIN_DELAY = 0.5
+PRIVATE = {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
+           "Referrer-Policy": "no-referrer"}
+
+Hours = Annotated[float | None, Query(gt=0, le=24 * 366, description="recent window in hours (default 24)")]
+
+
+def mount_monitor(app: FastAPI, settings: Settings, config: DashboardSettings | None = None,
+                  auth: OperatorAuth | None = None) -> OperatorAuth:
+    """Add ``/monitor`` and ``/api/v1/monitor/*`` to ``app``; returns the password check in use.
+
+    The routes go in front of any mount already at ``/`` (Gradio), so they are reached first.
+    """
+    auth = auth or OperatorAuth.for_settings(settings)
+    cache = SnapshotCache(settings, config or DashboardSettings())
+    before = len(app.router.routes)
+    app.include_router(page_router(auth, cache))
+    app.include_router(api_router(auth, cache))
+    added = app.router.routes[before:]
+    app.router.routes[:] = [*added, *app.router.routes[:before]]
+    app.state.monitor_auth = auth
+    app.state.monitor_cache = cache
+    return auth
+
+
+def _allowed(auth: OperatorAuth, request: Request) -> bool:
+    return auth.allows(request.headers, request.cookies)
+
+
+def page_router(auth: OperatorAuth, cache: SnapshotCache) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/monitor", response_class=HTMLResponse)
+    def dashboard(request: Request, hours: Hours = None) -> Response:
+        if not _allowed(auth, request):
+            return HTMLResponse(login_page(), status_code=401, headers=PRIVATE)
+        snap = cache.get(hours)
+        return HTMLResponse(dashboard_page(snap), headers=PRIVATE)
+
+    @router.get("/monitor/login", response_class=HTMLResponse)
+    def login_form() -> Response:
+        return HTMLResponse(login_page(), headers=PRIVATE)
+
+    @router.post("/monitor/login")
+    async def login(request: Request) -> Response:
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        given = (form.get("password") or [""])[0]
+        if not auth.check_password(given):
+            await asyncio.sleep(FAILED_LOGIN_DELAY)
+            return HTMLResponse(login_page("Wrong password."), status_code=401, headers=PRIVATE)
+        response = RedirectResponse("/monitor", status_code=303, headers=PRIVATE)
+        response.set_cookie(COOKIE, auth.session_cookie(), max_age=SESSION_SECONDS, httponly=True,
+                            samesite="strict", secure=request.url.scheme == "https", path="/")
+        return response
+
+    @router.post("/monitor/logout")
+    def logout() -> Response:
+        response = RedirectResponse("/monitor/login", status_code=303, headers=PRIVATE)
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    @router.get("/monitor/assets/plotly.min.js")
+    def plotly_js() -> Response:
+        return FileResponse(PLOTLY_BUNDLE, media_type="text/javascript",
+                            headers={"Cache-Control": "public, max-age=86400"})
+
+    return router
+
+
+def api_router(auth: OperatorAuth, cache: SnapshotCache) -> APIRouter:
+    """``/api/v1/monitor/*``: the dashboard's numbers as JSON, for programs and alerts."""
+
+    def operator(request: Request) -> None:
+        if not _allowed(auth, request):
+            raise HTTPException(401, "the monitoring API needs the operator password (HTTP Basic, "
+                                     "user admin)", headers={"WWW-Authenticate": f'Basic realm="{REALM}"'})
+
+    router = APIRouter(prefix="/api/v1/monitor", tags=["monitoring"], dependencies=[Depends(operator)])
+
+    def view(name: str, hours: float | None) -> dict[str, Any]:
+        return getattr(cache.get(hours), f"{name}_json")()
+
+    @router.get("/summary", summary="Model, prediction counts, headline metrics, drift and synthesizer")
+    def summary(hours: Hours = None) -> dict[str, Any]:
+        return view("summary", hours)
+
+    @router.get("/model", summary="The champion's model card")
+    def model() -> dict[str, Any]:
+        return view("model", None)
+
+    @router.get("/performance", summary="Metrics over all predictions, the window, and per day")
+    def performance(hours: Hours = None) -> dict[str, Any]:
+        return view("performance", hours)
+
+    @router.get("/confusion", summary="Confusion matrices: all predictions and the window")
+    def confusion(hours: Hours = None) -> dict[str, Any]:
+        return view("confusion", hours)
+
+    @router.get("/drift", summary="Drift of each feature and the probability, training data vs window")
+    def drift(hours: Hours = None) -> dict[str, Any]:
+        return view("drift", hours)
+
+    @router.get("/volume", summary="Rows of heart per day and source; prediction counts")
+    def volume() -> dict[str, Any]:
+        return view("volume", None)
+
+    @router.get("/recent", summary="Latest Kaggle and synthetic predictions (user rows only counted)")
+    def recent() -> dict[str, Any]:
+        return view("recent", None)
+
+    @router.get("/shap", summary="Mean |SHAP| per question over recent rows")
+    def shap(hours: Hours = None) -> dict[str, Any]:
+        return view("shap", hours)
+
+    @router.get("/synthesizer", summary="The synthesizer in use and its quality")
+    def synthesizer() -> dict[str, Any]:
+        return view("synthesizer", None)
+
+    return router

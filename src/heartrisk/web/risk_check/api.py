@@ -1,0 +1,186 @@
+"""The JSON API under ``/api/v1``: predict, share an outcome, health and the model in use.
+
+A submission is checked in the thread pool (a refused one is answered 422 and never queued), then
+waits on the loop, holding no thread, for the submission writer's commit that holds it
+(web/submission_writer.py: submissions that arrive together share one Delta commit). The other routes
+only read memory and run on the loop; a prediction goes to the pool only when it is dear (see
+:func:`predict`).
+Every error body is an :class:`~heartrisk.web.risk_check.schemas.ErrorBody`: one readable line plus the fields
+at fault, so a program and a person can both tell what to fix.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from heartrisk.validation import ValidationError
+from heartrisk.web.risk_check.model_cache import ModelCache, ModelUnavailableError
+from heartrisk.web.risk_check.risk import score
+from heartrisk.web.risk_check.schemas import (
+    Answers,
+    ErrorBody,
+    ErrorField,
+    Health,
+    ModelInfo,
+    Prediction,
+    SubmissionCreated,
+    SubmissionRequest,
+    answers_dict,
+)
+from heartrisk.web.risk_check.scorer import Scorer
+from heartrisk.web.risk_check.submission_writer import SubmissionWriter, WriterStoppedError
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/api/v1"
+router = APIRouter(prefix=PREFIX, tags=["risk check"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorBody, "description": "an answer is invalid; `errors` names the field(s)"},
+    413: {"model": ErrorBody, "description": "the request body is too large"},
+}
+_NO_MODEL: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorBody, "description": "no model is available yet; `detail` says why"},
+}
+_STOPPING: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorBody, "description": "the server is stopping; nothing was stored, send it again"},
+}
+#: Seconds a client is told to wait before re-sending a submission refused while the server stops.
+RETRY_AFTER_STOPPING_S = 60
+
+
+async def models(request: Request) -> ModelCache:
+    """The app's model cache (async: a sync dependency would cost a trip to the thread pool)."""
+    return request.app.state.models
+
+
+async def submission_writer(request: Request) -> SubmissionWriter:
+    return request.app.state.submissions
+
+
+async def served_model(cache: Annotated[ModelCache, Depends(models)]) -> Scorer:
+    """The champion in use; 503 (via :class:`ModelUnavailableError`) until there is one."""
+    return cache.get()
+
+
+@router.post("/predict", response_model=Prediction, responses={**_ERRORS, **_NO_MODEL},
+             summary="A person's risk, why, and what was assumed for the Unknowns")
+async def predict(
+    body: Answers,  # type: ignore[valid-type]
+    cache: Annotated[ModelCache, Depends(models)],
+    explain: Annotated[bool, Query(description="include per-question SHAP contributions")] = True,
+) -> Response:
+    # A cheap answer (well under a millisecond) costs less than the hop to a worker thread; a dear
+    # one (TreeSHAP of a big model) runs in the thread pool: it never holds up the event loop, and
+    # two of them run on two cores at once (the model's C code releases the GIL).
+    scorer = cache.get()
+    rows = [answers_dict(body)]
+    if scorer.cheap(explain):
+        result = score(scorer, rows, with_explanations=explain)[0]
+    else:
+        result = (await run_in_threadpool(score, scorer, rows, explain))[0]
+    # Built from our own model: serialised directly instead of being validated once more.
+    return Response(result.model_dump_json(), media_type="application/json")
+
+
+@router.post("/submissions", response_model=SubmissionCreated, status_code=status.HTTP_201_CREATED,
+             responses={**_ERRORS, **_STOPPING},
+             summary="Share answers and a known diagnosis (consent required)")
+async def create_submission(
+    body: SubmissionRequest,  # type: ignore[valid-type]
+    writer: Annotated[SubmissionWriter, Depends(submission_writer)],
+) -> SubmissionCreated:
+    # The schema already refused a body without `consent: true`; nothing reaches the store without it.
+    # Checked before it is queued (ValidationError -> 422, nothing stored); answered after the commit.
+    return SubmissionCreated(submission_id=await writer.submit(answers_dict(body), body.heart_disease))
+
+
+@router.get("/health", response_model=Health, summary="Is the server up, and is there a model")
+async def health(cache: Annotated[ModelCache, Depends(models)]) -> Health:
+    version = cache.version
+    if version is None:
+        return Health(status="no model", model_version=None, detail=cache.reason)
+    return Health(status="ok", model_version=version)
+
+
+@router.get("/model", response_model=ModelInfo, responses=_NO_MODEL,
+            summary="The model in use: version, when it was trained, its test metrics")
+async def model_info(scorer: Annotated[Scorer, Depends(served_model)]) -> ModelInfo:
+    model = scorer.loaded
+    return ModelInfo(
+        version=model.version, family=model.family, trained_at=model.trained_at,
+        threshold=model.threshold, base_rate=model.base_rate, metrics=model.metrics,
+        feature_group=model.feature_group, feature_group_version=model.feature_group_version,
+    )
+
+
+# ------------------------------------------------------------------------------------ errors
+def _field(loc: tuple[Any, ...] | list[Any]) -> str:
+    """``("body", "bmi")`` -> ``bmi``; a problem with the body itself -> ``body``."""
+    parts = [str(p) for p in loc[1:] if not isinstance(p, int)]
+    return ".".join(parts) or "body"
+
+
+def _error(status_code: int, detail: str, errors: list[ErrorField] | None = None) -> JSONResponse:
+    body = ErrorBody(detail=detail, errors=errors or [])
+    return JSONResponse(body.model_dump(), status_code=status_code)
+
+
+async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = []
+    for e in exc.errors():
+        message = str(e.get("msg", "is invalid")).removeprefix("Value error, ")
+        errors.append(ErrorField(field=_field(e.get("loc", ())), message=message))
+    detail = "; ".join(f"{e.field}: {e.message}" for e in errors) or "invalid request"
+    return _error(422, detail, errors)
+
+
+async def _store_refused(request: Request, exc: ValidationError) -> JSONResponse:
+    errors = [ErrorField(field=p.column, message=f"{p.value!r} {p.reason}") for p in exc.problems]
+    return _error(422, str(exc), errors)
+
+
+async def _no_model(request: Request, exc: ModelUnavailableError) -> JSONResponse:
+    return _error(503, f"no model available: {exc}")
+
+
+async def _stopping(request: Request, exc: WriterStoppedError) -> JSONResponse:
+    response = _error(503, str(exc))
+    response.headers["retry-after"] = str(RETRY_AFTER_STOPPING_S)
+    return response
+
+
+def too_large(max_bytes: int) -> JSONResponse:
+    return _error(413, f"request body too large: at most {max_bytes:,} bytes are accepted",
+                  [ErrorField(field="body", message="too large")])
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if exc.status_code == 413:
+        return too_large(request.app.state.web.max_body_bytes)
+    response = _error(exc.status_code, str(exc.detail))
+    for name, value in (exc.headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return _error(500, "internal error; the server log has the details")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """JSON error bodies naming the field for every failure the API can meet."""
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(ValidationError, _store_refused)
+    app.add_exception_handler(ModelUnavailableError, _no_model)
+    app.add_exception_handler(WriterStoppedError, _stopping)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,273 @@
+"""Fast scoring of a few rows at a time: the served model's encoder compiled to lookup tables.
+
+The model's scikit-learn pipeline (impute -> encode) costs about 10 ms per call whatever the number of
+rows (pandas and input checks), and a request needs it for the risk and again for the explanation.
+A person's answers are few and known in advance: every encoded column belongs to one question, a
+number passes through (Unknown -> its imputed value) and an answer maps to a fixed vector. So the
+encoder is compiled once per model version by *probing the real pipeline* with each possible answer,
+then checked against the pipeline on random rows; if anything differs (a future encoder that mixes
+questions, say), the scorer falls back to the pipeline, slower but never wrong.
+
+The classifier, the Platt calibration and the SHAP explainer are the model's own
+(:func:`heartrisk.model.estimator.classifier_margin`, :func:`heartrisk.model.explain.raw_contributions`),
+so risks and contributions equal ``LoadedModel.predict_proba`` and ``LoadedModel.explain`` (a test
+holds them to it).
+Two shortcuts, checked the same way at load: a LightGBM model is asked through its booster on one
+thread, and a logistic regression (with its scaler) is computed with numpy. The scikit-learn wrappers
+re-validate their input (about 1 ms a call), and OpenMP teams started by several request threads at
+once on 2 cores only get in each other's way.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from lightgbm import LGBMClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from heartrisk.features import FEATURE_NAMES, FEATURES, Feature
+from heartrisk.model.estimator import RiskModel, classifier_margin, model_input, sigmoid, transform
+from heartrisk.model.explain import raw_contributions
+from heartrisk.model.registry import LoadedModel
+
+log = logging.getLogger(__name__)
+
+#: Random rows the compiled encoder must reproduce exactly before it is used.
+CHECK_ROWS = 256
+#: A one-row answer cheaper than this (ms) is computed on the event loop, not in a worker thread.
+INLINE_MS = 0.5
+_TOLERANCE = 1e-9
+
+
+@dataclass
+class Scored:
+    """Risks of a batch of rows and, when asked, per-question contributions (log-odds)."""
+
+    probabilities: np.ndarray
+    contributions: np.ndarray | None = None  # rows x FEATURE_NAMES
+    base_value: float | None = None
+
+
+@dataclass
+class CompiledEncoder:
+    """Answers -> encoded (pre-scaling) columns, by table lookup; see the module docstring."""
+
+    width: int
+    numeric: dict[str, tuple[int, float]] = field(default_factory=dict)  # name -> (column, imputed)
+    categorical: dict[str, tuple[np.ndarray, dict[Any, np.ndarray]]] = field(default_factory=dict)
+
+    def encode(self, rows: list[dict[str, Any]]) -> np.ndarray:
+        out = np.empty((len(rows), self.width), dtype=float)
+        for name, (column, imputed) in self.numeric.items():
+            out[:, column] = [imputed if r.get(name) is None else float(r[name]) for r in rows]
+        for name, (columns, table) in self.categorical.items():
+            out[:, columns] = np.stack([table[r.get(name)] for r in rows])
+        return out
+
+
+def _pipeline_encode(model: RiskModel, rows: list[dict[str, Any]]) -> np.ndarray:
+    """Encoded (not yet scaled) columns from the pipeline's own encoder step."""
+    encode = model.pipeline.named_steps["encode"]
+    return np.asarray(encode.transform(model_input(_frame(rows), validate=False)), dtype=float)
+
+
+def compile_encoder(model: RiskModel) -> CompiledEncoder:
+    """Probe the pipeline's encoder with every answer of every question; build the lookup tables."""
+    owners = np.array(model.encoded_features())
+    encoder = CompiledEncoder(width=len(owners))
+    blank: dict[str, Any] = dict.fromkeys(FEATURE_NAMES)
+    imputed = model.imputation()
+    for f in FEATURES:
+        columns = np.flatnonzero(owners == f.name)
+        if f.is_numeric:
+            if len(columns) != 1:
+                raise ValueError(f"{f.name} is encoded into {len(columns)} columns, expected 1")
+            encoder.numeric[f.name] = (int(columns[0]), float(imputed[f.name]))
+            continue
+        answers: list[Any] = [*f.values, None]
+        encoded = _pipeline_encode(model, [{**blank, f.name: a} for a in answers])[:, columns]
+        encoder.categorical[f.name] = (columns, dict(zip(answers, encoded, strict=True)))
+    return encoder
+
+
+def random_rows(n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """Valid answers drawn at random, a quarter of them Unknown: the encoder's check set."""
+    rng = np.random.default_rng(seed)
+
+    def draw(f: Feature) -> Any:
+        if rng.random() < 0.25:
+            return None
+        if f.is_numeric:
+            value = rng.uniform(f.low, f.high)
+            return float(round(value)) if f.whole else float(value)
+        return f.values[rng.integers(len(f.values))]
+
+    return [{f.name: draw(f) for f in FEATURES} for _ in range(n)]
+
+
+class LinearPath:
+    """A logistic regression's margin and SHAP values (``coef * (x - mean x)``) with plain numpy."""
+
+    def __init__(self, model: RiskModel) -> None:
+        clf = model.pipeline.named_steps["classify"]
+        self.coef = clf.coef_[0].astype(float)
+        self.intercept = float(clf.intercept_[0])
+        background = model.background if model.background is not None else np.zeros(len(self.coef))
+        self.background = np.asarray(background, dtype=float)
+
+    def margin(self, Xt: np.ndarray) -> np.ndarray:
+        return Xt @ self.coef + self.intercept
+
+    def contributions(self, Xt: np.ndarray) -> tuple[np.ndarray, float]:
+        return self.coef * (Xt - self.background), self.intercept + float(self.coef @ self.background)
+
+
+class BoosterPath:
+    """A LightGBM model asked through its booster, on the calling thread only."""
+
+    def __init__(self, model: RiskModel) -> None:
+        self.booster = model.pipeline.named_steps["classify"].booster_
+
+    def margin(self, Xt: np.ndarray) -> np.ndarray:
+        return self.booster.predict(Xt, raw_score=True, num_threads=1)
+
+    def contributions(self, Xt: np.ndarray) -> tuple[np.ndarray, float]:
+        values = self.booster.predict(Xt, pred_contrib=True, num_threads=1)
+        return values[:, :-1], float(values[0, -1])
+
+
+class ModelPath:
+    """The model's own functions: always right, slower."""
+
+    def __init__(self, model: RiskModel) -> None:
+        self.model = model
+        self.classifier = model.pipeline.named_steps["classify"]
+
+    def margin(self, Xt: np.ndarray) -> np.ndarray:
+        return classifier_margin(self.classifier, Xt)
+
+    def contributions(self, Xt: np.ndarray) -> tuple[np.ndarray, float]:
+        return raw_contributions(self.model, Xt)
+
+
+def _same(a: np.ndarray | float, b: np.ndarray | float) -> bool:
+    return bool(np.allclose(a, b, rtol=0, atol=_TOLERANCE))
+
+
+class Scorer:
+    """Scores and explains rows of answers with one loaded model, as fast as it safely can."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        self.loaded = loaded
+        self.model = loaded.model
+        self._scale_step = self.model.pipeline.named_steps["scale"]
+        self._owners = np.array(self.model.encoded_features())
+        self._groups = [np.flatnonzero(self._owners == name) for name in FEATURE_NAMES]
+        self.imputation = loaded.imputation()
+        self.encoder = self._checked_encoder()
+        self.path = self._checked_path()
+        self._cost_ms: dict[bool, float] | None = None
+
+    @property
+    def compiled(self) -> bool:
+        """True when answers are encoded by lookup tables rather than the pipeline."""
+        return self.encoder is not None
+
+    @property
+    def fast(self) -> bool:
+        """True when the encoder and the model both take a shortcut (see the module docstring)."""
+        return self.compiled and not isinstance(self.path, ModelPath)
+
+    def cheap(self, with_explanations: bool) -> bool:
+        """True when scoring one row costs less than handing it to a worker thread would.
+
+        Measured once at load (the median of a few one-row calls). The API computes cheap answers
+        on the event loop and sends dear ones (a big LightGBM's TreeSHAP, a forest) to the thread
+        pool, where the C code runs on both cores at once with the GIL released.
+        """
+        if self._cost_ms is None:
+            self._cost_ms = {flag: _median_ms(lambda f=flag: self.score([{}], f)) for flag in (True, False)}
+        return self.fast and self._cost_ms[with_explanations] < INLINE_MS
+
+    def _checked_encoder(self) -> CompiledEncoder | None:
+        try:
+            encoder = compile_encoder(self.model)
+            rows = random_rows(CHECK_ROWS)
+            reference = transform(self.model.pipeline, model_input(_frame(rows), validate=False))
+            if _same(self._scaled(encoder.encode(rows)), reference):
+                return encoder
+            log.warning("model %s: compiled encoder differs from the pipeline; using the pipeline",
+                        self.loaded.version)
+        except Exception:
+            log.exception("model %s: cannot compile its encoder; using the pipeline",
+                          self.loaded.version)
+        return None
+
+    def _checked_path(self) -> LinearPath | BoosterPath | ModelPath:
+        """The fastest way to the margin and SHAP values that agrees with the model's own."""
+        reference = ModelPath(self.model)
+        classifier = reference.classifier
+        fast = (BoosterPath if isinstance(classifier, LGBMClassifier)
+                else LinearPath if isinstance(classifier, LogisticRegression) else None)
+        if fast is None:
+            return reference
+        try:
+            candidate = fast(self.model)
+            Xt = self.encoded(random_rows(CHECK_ROWS, seed=1))
+            values, base = candidate.contributions(Xt)
+            expected_values, expected_base = reference.contributions(Xt)
+            if (_same(candidate.margin(Xt), reference.margin(Xt)) and _same(values, expected_values)
+                    and _same(base, expected_base)):
+                return candidate
+            log.warning("model %s: %s differs from the model; using the model", self.loaded.version,
+                        fast.__name__)
+        except Exception:
+            log.exception("model %s: %s failed; using the model", self.loaded.version, fast.__name__)
+        return reference
+
+    def _scaled(self, Xt: np.ndarray) -> np.ndarray:
+        scale = self._scale_step
+        if isinstance(scale, str):
+            return Xt
+        if isinstance(scale, StandardScaler):
+            mean = scale.mean_ if scale.with_mean else 0.0
+            spread = scale.scale_ if scale.with_std else 1.0
+            return (Xt - mean) / spread
+        return scale.transform(Xt)
+
+    def encoded(self, rows: list[dict[str, Any]]) -> np.ndarray:
+        """Rows as the classifier sees them (imputed, encoded, scaled)."""
+        if self.encoder is None:
+            return transform(self.model.pipeline, model_input(_frame(rows), validate=False))
+        return self._scaled(self.encoder.encode(rows))
+
+    def score(self, rows: list[dict[str, Any]], with_explanations: bool = True) -> Scored:
+        """Calibrated risks and, if asked, per-question contributions for rows of answers."""
+        Xt = self.encoded(rows)
+        calibration = self.model.calibration
+        probabilities = sigmoid(calibration(self.path.margin(Xt)))
+        if not with_explanations:
+            return Scored(probabilities)
+        values, base = self.path.contributions(Xt)
+        grouped = np.column_stack([values[:, columns].sum(axis=1) for columns in self._groups])
+        return Scored(probabilities, grouped * calibration.slope,
+                      float(calibration(np.array([base]))[0]))
+
+
+def _median_ms(call: Any, repeats: int = 15) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - started) * 1000)
+    return float(np.median(times))
+
+
+def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame([{n: r.get(n) for n in FEATURE_NAMES} for r in rows], columns=list(FEATURE_NAMES))

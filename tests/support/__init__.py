@@ -1,0 +1,1 @@
+"""Helpers of the tests and benchmarks (not part of the product): importable as ``support.*``."""

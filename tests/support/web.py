@@ -1,0 +1,45 @@
+"""Helpers shared by the web tests (plain functions; the fixtures live in each test module).
+
+A web test runs the real app under uvicorn on 127.0.0.1 (a free port) against its own copy of the
+session's trained home, so submissions it makes never leak into another test.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from heartrisk.config import Settings
+from heartrisk.store.groups import HEART_USER, open_group
+
+#: Flags for Debian's Chromium under Playwright (DESIGN.md, pitfalls); never `playwright install`.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+#: One person's answers with three Unknowns (physical_health, race, sleep_time).
+ANSWERS: dict[str, Any] = {
+    "bmi": 31.5, "smoking": "Yes", "alcohol_drinking": "No", "stroke": "No",
+    "physical_health": None, "mental_health": 2.0, "diff_walking": "No", "sex": "Male",
+    "age_category": "65-69", "race": None, "diabetic": "No, borderline diabetes",
+    "physical_activity": "Yes", "gen_health": "Good", "sleep_time": None, "asthma": "No",
+    "kidney_disease": "No", "skin_cancer": "Yes",
+}
+UNKNOWNS = sorted(k for k, v in ANSWERS.items() if v is None)
+
+
+def copy_home(source: Settings, dest: Path) -> Settings:
+    """A private copy of a trained home, free to write."""
+    shutil.copytree(source.home, dest)
+    return Settings(home=dest)
+
+
+def stored_submissions(settings: Settings) -> Any:
+    """Every row of heart_user (empty frame if the table was never created)."""
+    group = open_group(settings, HEART_USER)
+    if not group.exists():
+        import pandas as pd
+
+        return pd.DataFrame(columns=HEART_USER.columns)
+    return group.read()
