@@ -13,6 +13,8 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from heartrisk.errors import UserError
+
 DEFAULT_HOME = Path(".heartrisk")
 
 #: Environment variables the settings read; the README's configuration table lists the same.
@@ -24,7 +26,7 @@ ENV_VARS: dict[str, str] = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A setting is wrong; the message names the environment variable and what it expects."""
 
 

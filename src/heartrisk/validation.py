@@ -13,6 +13,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from heartrisk.errors import UserError
 from heartrisk.features import FEATURES, LABEL, Feature
 
 #: How many problems an error message lists before it summarises the rest.
@@ -46,7 +47,7 @@ def shown_value(value: object, limit: int = 60) -> str:
     return f"{text[:limit]}…[{len(str(value)):,} characters]{text[-1]}"
 
 
-class ValidationError(ValueError):
+class ValidationError(UserError, ValueError):
     """A batch was refused; the message names every (or the first few) bad rows and columns."""
 
     def __init__(self, problems: list[Problem], source: str = "batch",

@@ -331,7 +331,7 @@ def test_shutdown_drops_queued_runs_and_waits_for_the_running_one(settings: Sett
 def test_state_file_is_replaced_atomically(settings: Settings) -> None:
     state = JobState(settings)
     state.update_job("daily", last_outcome="ok")
-    leftovers = [p for p in settings.home.iterdir() if p.name.startswith(".jobs-")]
+    leftovers = [p for p in settings.home.iterdir() if p.name.startswith(".jobs")]
     assert leftovers == []
     assert os.stat(settings.home / "jobs.json").st_size > 0
 

@@ -1,15 +1,15 @@
-"""The `heartrisk` command: a thin layer over the pipelines (DESIGN.md, "Command line").
+"""The `heartrisk` command: a thin layer over the jobs (DESIGN.md, "Command line").
 
-Each command reads the settings once, calls one pipeline function and prints its result. Errors that a
-user can fix (bad file, bad setting, missing model) end in one red line and a non-zero exit, never a
-traceback; heavy libraries are imported inside the commands so `--help` stays fast.
+Each command reads the settings once, calls one job function and prints its result. Errors that a
+user can fix (:class:`~heartrisk.errors.UserError`: a bad file, a bad setting, a missing model) end in
+one red line and exit code 2, never a traceback; heavy libraries are imported inside the commands so
+`--help` stays fast.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +21,7 @@ from rich.pretty import Pretty
 from rich.table import Table
 
 from heartrisk.config import ConfigError, Settings
+from heartrisk.errors import UserError
 
 app = typer.Typer(
     help="heartrisk: heart-disease risk from the 2020 CDC survey, learning every day.",
@@ -29,41 +30,13 @@ app = typer.Typer(
 out = Console(soft_wrap=True)
 err = Console(stderr=True)
 
-#: Exceptions that are the user's to fix: shown as one line, exit code 2.
-USER_ERRORS: list[type[BaseException]] = [ConfigError]
-
-
-#: Errors a user can fix, by the module that defines them (module -> class names).
-_USER_ERROR_CLASSES: dict[str, tuple[str, ...]] = {
-    "heartrisk.sources.kaggle": ("DatasetError",),
-    "heartrisk.store.table": ("StoreError",),
-    "heartrisk.validation": ("ValidationError",),
-    "heartrisk.model.registry": ("NoModelError", "RegistryError"),
-    "heartrisk.jobs.train": ("TrainError",),
-    "heartrisk.jobs.predict": ("PredictError",),
-}
-
-
-def user_errors() -> tuple[type[BaseException], ...]:
-    """The error classes to turn into a one-line message.
-
-    Only modules already imported are asked: an error whose module was never imported cannot have
-    been raised, and importing e.g. the training pipeline just to name its error costs seconds
-    (scikit-learn) on the way to printing a message about a misspelt path.
-    """
-    found: list[type[BaseException]] = list(USER_ERRORS)
-    for module, names in _USER_ERROR_CLASSES.items():
-        if module in sys.modules:
-            found.extend(getattr(sys.modules[module], name) for name in names)
-    return tuple(found)
-
-
 @contextmanager
 def friendly_errors() -> Iterator[None]:
-    """Turn known, fixable errors into one clear message and exit code 2."""
+    """Turn an error the user can fix (:class:`~heartrisk.errors.UserError`) into one clear message
+    and exit code 2; any other exception is a bug and keeps its traceback."""
     try:
         yield
-    except user_errors() as exc:
+    except UserError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
         raise typer.Exit(2) from None
 
@@ -311,14 +284,12 @@ def up(
     """Create whatever is missing, then serve and run the daily jobs on schedule (Ctrl-C stops)."""
     import os
 
-    # Before torch or LightGBM load their OpenMP runtime (DESIGN.md, pitfalls).
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    _before_torch()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one per model load
-    from heartrisk.runtime.scheduler import JobBusyError, ScheduleSettings
-    from heartrisk.runtime.up import UpError, UpOptions
+    from heartrisk.runtime.scheduler import ScheduleSettings
+    from heartrisk.runtime.up import UpOptions
     from heartrisk.runtime.up import up as run_up
 
-    USER_ERRORS.extend(e for e in (UpError, JobBusyError) if e not in USER_ERRORS)
     schedule = ScheduleSettings.from_env(daily=daily, infer=infer, retrain=retrain, retries=retries,
                                          backoff_s=backoff, timezone=timezone)
     if first_model not in ("quick", "full"):
@@ -334,16 +305,12 @@ synth_app = typer.Typer(help="The CTGAN synthesizer: fit it, measure it, registe
 app.add_typer(synth_app, name="synth")
 
 
-def _synthetic_data_errors() -> None:
-    """Count the synthesizer's and the daily job's errors as the user's to fix (one red line)."""
+def _before_torch() -> None:
+    """Settings that must be in place before torch or LightGBM load their OpenMP runtime
+    (DESIGN.md, pitfalls: busy-waiting threads slow each other tenfold on 2 cores)."""
     import os
 
-    # Before torch or LightGBM load their OpenMP runtime (DESIGN.md, pitfalls).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from heartrisk.jobs.daily import DailyError
-    from heartrisk.synth.synthesizer import SynthError
-
-    USER_ERRORS.extend(e for e in (SynthError, DailyError) if e not in USER_ERRORS)
 
 
 @synth_app.command("train")
@@ -356,7 +323,7 @@ def synth_train(
     ] = False,
 ) -> None:
     """Fit the CTGAN on real rows of `heart`, measure it, register it; champion only if not worse."""
-    _synthetic_data_errors()
+    _before_torch()
     from heartrisk.jobs.synth_train import train_synthesizer
     from heartrisk.runtime.scheduler import job_lock
     from heartrisk.synth.synthesizer import SynthSettings
@@ -392,7 +359,7 @@ def synth_train(
 @command
 def synth_promote(version: Annotated[str, typer.Argument(help="Version to make champion.")]) -> None:
     """Make VERSION the champion synthesizer (no gate: the operator decides)."""
-    _synthetic_data_errors()
+    _before_torch()
     from heartrisk.synth.registry import promote_synthesizer
 
     version = promote_synthesizer(settings_from(), version)
@@ -408,7 +375,7 @@ def daily(
         help="Share of positive synthetic rows (default: the real rate the synthesizer saw).")] = None,
 ) -> None:
     """Feature pipeline: N synthetic rows + every new user submission into `heart`, exactly once."""
-    _synthetic_data_errors()
+    _before_torch()
     from heartrisk.jobs.daily import run_daily
     from heartrisk.runtime.scheduler import job_lock
 
@@ -439,13 +406,11 @@ def infer(
         help="Score the rows of `heart` whose event time is in the last HOURS hours.")] = 24,
 ) -> None:
     """Batch inference: the champion scores new rows -> heart_predictions + monitoring images."""
-    from heartrisk.jobs.infer import InferError, run_infer
-
-    USER_ERRORS.extend(e for e in (InferError,) if e not in USER_ERRORS)
+    from heartrisk.jobs.infer import run_infer
     from heartrisk.runtime.scheduler import job_lock
 
     settings = settings_from()
-    with friendly_errors(), job_lock(settings, "infer", on_wait=err.print) as run:
+    with job_lock(settings, "infer", on_wait=err.print) as run:
         result = run_infer(settings, hours=hours)
         run.summary = result.message
     out.print(result.message)
@@ -462,11 +427,10 @@ def forget(
         help="The reference the person was given when they shared their outcome (a UUID).")],
 ) -> None:
     """Remove one shared submission from every table; purge their history so time travel cannot read it."""
-    from heartrisk.jobs.forget import ForgetError, check_submission_id
+    from heartrisk.jobs.forget import check_submission_id
     from heartrisk.jobs.forget import forget as run_forget
     from heartrisk.runtime.scheduler import job_lock
 
-    USER_ERRORS.extend(e for e in (ForgetError,) if e not in USER_ERRORS)
     submission_id = check_submission_id(submission_id)  # before the job lock records anything
     settings = settings_from()
     with job_lock(settings, "forget", on_wait=err.print) as run:  # never beside the daily merge

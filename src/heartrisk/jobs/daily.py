@@ -20,13 +20,15 @@ merge. ``submitted_at`` stays in ``heart_user``, joinable through the record id.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
 from filelock import FileLock, Timeout
 
+from heartrisk.clock import as_utc, utc_now
 from heartrisk.config import Settings
+from heartrisk.errors import UserError
 from heartrisk.features import FEATURES, LABEL
 from heartrisk.sources.quarantine import quarantine_pending
 from heartrisk.store.groups import HEART, HEART_USER, open_group
@@ -45,7 +47,7 @@ USER_PREFIX = "user:"
 SYNTHETIC_PREFIX = "synthetic:"
 
 
-class DailyError(ValueError):
+class DailyError(UserError, ValueError):
     """The daily job was asked for something it cannot do; nothing was written."""
 
 
@@ -250,7 +252,7 @@ def run_daily(settings: Settings, synthetic: int = DEFAULT_SYNTHETIC, *, positiv
             loaded = load_synthesizer(settings) if count else None  # before anything is written
             client = client or tracking_client(settings)
             experiment = experiment_id(settings, EXPERIMENT)
-            event_time = (now or datetime.now(UTC)).astimezone(UTC)
+            event_time = as_utc(now or utc_now())
             pending, quarantined = quarantine_pending(settings, pending_submissions(settings), event_time)
             run = client.create_run(experiment, run_name=f"daily-{event_time:%Y%m%d-%H%M%S}",
                                     tags={"job": JOB})

@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from heartrisk.config import Settings
+from heartrisk.errors import UserError
 from heartrisk.jobs.daily import USER_PREFIX
 from heartrisk.sources.quarantine import QUARANTINE
 from heartrisk.store.groups import HEART, HEART_PREDICTIONS, HEART_USER, open_group
@@ -42,7 +43,7 @@ DEFAULT_LOG_RETENTION = "interval 30 days"
 LOG_RETENTION = "delta.logRetentionDuration"
 
 
-class ForgetError(ValueError):
+class ForgetError(UserError, ValueError):
     """The id is not a submission id; nothing was changed."""
 
 

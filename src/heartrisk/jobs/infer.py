@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,9 @@ import pandas as pd
 import pyarrow.compute as pc
 from filelock import FileLock
 
+from heartrisk.clock import as_utc, from_millis, utc_now
 from heartrisk.config import Settings
+from heartrisk.errors import UserError
 from heartrisk.features import FEATURE_NAMES, LABEL
 from heartrisk.monitoring.metrics import (
     DriftReport,
@@ -40,7 +42,7 @@ EXPERIMENT = "batch-inference"
 LOCK_TIMEOUT_S = 1800
 
 
-class InferError(ValueError):
+class InferError(UserError, ValueError):
     """Batch inference was asked for something it cannot do (e.g. a window of no hours)."""
 
 
@@ -80,12 +82,6 @@ class InferResult:
         return text
 
 
-def utc(moment: datetime | None) -> datetime:
-    if moment is None:
-        return datetime.now(UTC)
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 def run_infer(settings: Settings, hours: float = 24, now: datetime | None = None,
               artifacts: bool = True) -> InferResult:
     """Score the rows of the last ``hours`` the champion has not scored; log the run and the images.
@@ -100,7 +96,7 @@ def run_infer(settings: Settings, hours: float = 24, now: datetime | None = None
         raise InferError(f"--hours must be a positive number of hours, not {hours!r}")
     started = time.perf_counter()
     settings.ensure_home()
-    now = utc(now)
+    now = as_utc(now) if now is not None else utc_now()
     start, end = now - timedelta(hours=hours), now + timedelta(microseconds=1)
     heart = open_group(settings, HEART)
     heart.table()  # a clear StoreError ("run `heartrisk ingest` first") before any work
@@ -311,8 +307,7 @@ def infer_status(settings: Settings) -> dict[str, Any]:
         shown = ("rows_scored", "roc_auc", "f1", "drift_features_flagged")
         status["last_run"] = {
             "run_id": run.info.run_id, "status": run.info.status,
-            "started": datetime.fromtimestamp(run.info.start_time / 1000, UTC).isoformat(
-                timespec="seconds"),
+            "started": from_millis(run.info.start_time).isoformat(timespec="seconds"),
             "model_version": run.data.params.get("model_version"),
             **{k: run.data.metrics[k] for k in shown if k in run.data.metrics},
         }

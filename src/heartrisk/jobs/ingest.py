@@ -8,11 +8,12 @@ event_time one day before the ingest, as the original project did.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 
+from heartrisk.clock import utc_now
 from heartrisk.config import Settings
 from heartrisk.progress import progress_bar
 from heartrisk.sources.kaggle import FIRST_DATA_LINE, KaggleCsv, locate_csv, read_kaggle_csv
@@ -54,7 +55,7 @@ def ingest(settings: Settings, csv_path: Path | None = None,
         bar.update(task, total=len(parsed.frame), description=f"read {path.name}")
         parsed.coerced.raise_if_any(str(path), first_line=FIRST_DATA_LINE)
         writing = bar.add_task("writing heart_v1", total=1)
-        result = open_group(settings, HEART).insert(kaggle_rows(parsed, now or datetime.now(UTC)))
+        result = open_group(settings, HEART).insert(kaggle_rows(parsed, now or utc_now()))
         bar.advance(writing)
     return IngestResult(
         path=path, rows_in_file=len(parsed.frame), inserted=result.inserted,

@@ -9,8 +9,6 @@ half-written OUT.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,13 +16,15 @@ import numpy as np
 import pandas as pd
 
 from heartrisk.config import Settings
+from heartrisk.errors import UserError
 from heartrisk.features import FEATURES, LABEL
+from heartrisk.files import atomic_write
 from heartrisk.model.registry import champion_model
 from heartrisk.sources.kaggle import FIRST_DATA_LINE, read_kaggle_csv
 from heartrisk.validation import Problem
 
 
-class PredictError(RuntimeError):
+class PredictError(UserError, RuntimeError):
     """Nothing could be scored (every row was bad) or OUT cannot be written."""
 
 
@@ -88,11 +88,5 @@ def write_atomically(frame: pd.DataFrame, path: Path) -> None:
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise PredictError(f"--out: folder {folder} does not exist")
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(handle, "w", newline="") as stream:
-            frame.to_csv(stream, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as partial:
+        frame.to_csv(partial, index=False)

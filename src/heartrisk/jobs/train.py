@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sklearn.model_selection import RandomizedSearchCV, StratifiedKFold, train_test_split
 
 from heartrisk.config import Settings
+from heartrisk.errors import UserError
 from heartrisk.features import FEATURES
 from heartrisk.model.estimator import (
     CANDIDATES,
@@ -67,7 +68,7 @@ MIN_POSITIVES = 20
 GATE_SOURCES: tuple[str, ...] = ("kaggle",)
 
 
-class TrainError(RuntimeError):
+class TrainError(UserError, RuntimeError):
     """Training cannot start or finish on this data; the message says why and what to do."""
 
 

@@ -15,13 +15,15 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from heartrisk.clock import from_millis, stamp
 from heartrisk.config import Settings
+from heartrisk.errors import UserError
 from heartrisk.tracking import client, tracking_exists
 
 if TYPE_CHECKING:  # the model stack (sklearn, LightGBM) loads only with a model
@@ -34,11 +36,11 @@ HISTORY_TAG = "champion_history"
 CACHE_SIZE = 4
 
 
-class NoModelError(RuntimeError):
+class NoModelError(UserError, RuntimeError):
     """There is no champion (or no such version) yet; the message says what to run."""
 
 
-class RegistryError(RuntimeError):
+class RegistryError(UserError, RuntimeError):
     """A registry operation the operator asked for cannot be done (unknown version, no history)."""
 
 
@@ -163,7 +165,7 @@ def _load(settings: Settings, version: str) -> LoadedModel:
         version=str(mv.version),
         threshold=float(model.threshold),
         base_rate=float(model.base_rate),
-        trained_at=datetime.fromtimestamp(run.info.start_time / 1000, UTC),
+        trained_at=from_millis(run.info.start_time),
         run_id=mv.run_id,
         metrics=metrics,
         feature_group=params.get("feature_group", ""),
@@ -200,7 +202,7 @@ def versions(settings: Settings) -> list[dict[str, Any]]:
         aliases = set(mv.aliases or []) | ({CHAMPION} if str(mv.version) == champion else set())
         rows.append({
             "version": str(mv.version),
-            "created": datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC),
+            "created": from_millis(mv.creation_timestamp),
             "aliases": sorted(aliases),
             "run_id": mv.run_id,
             "tags": dict(mv.tags),
@@ -233,8 +235,7 @@ def promote(settings: Settings, version: str, reason: str = "promoted by the ope
         raise RegistryError(f"{MODEL_NAME} has no version {version!r} (versions: {known})") from None
     history = champion_history(settings)
     mlflow_client.set_registered_model_alias(MODEL_NAME, CHAMPION, version)
-    mlflow_client.set_model_version_tag(MODEL_NAME, version, "promoted",
-                                        f"{datetime.now(UTC).isoformat(timespec='seconds')}: {reason}")
+    mlflow_client.set_model_version_tag(MODEL_NAME, version, "promoted", stamp(reason))
     if not history or history[-1] != version:
         history.append(version)
     mlflow_client.set_registered_model_tag(MODEL_NAME, HISTORY_TAG, ",".join(history))
@@ -255,8 +256,7 @@ def rollback(settings: Settings) -> str:
     mlflow_client = client(settings)
     mlflow_client.set_registered_model_alias(MODEL_NAME, CHAMPION, previous)
     mlflow_client.set_model_version_tag(MODEL_NAME, previous, "promoted",
-                                        f"{datetime.now(UTC).isoformat(timespec='seconds')}: "
-                                        f"rollback from version {current}")
+                                        stamp(f"rollback from version {current}"))
     mlflow_client.set_registered_model_tag(MODEL_NAME, HISTORY_TAG, ",".join(history))
     return previous
 

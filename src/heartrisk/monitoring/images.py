@@ -9,15 +9,13 @@ reader never sees half an image.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from heartrisk.files import atomic_write
 from heartrisk.monitoring.metrics import DriftReport, value_codes
 from heartrisk.monitoring.reads import ShapSample
 
@@ -32,27 +30,15 @@ def figure(**kwargs: Any) -> Any:
     return Figure(**kwargs)
 
 
-@contextmanager
-def atomic(path: Path) -> Iterator[Path]:
-    """A temporary path beside ``path``, renamed over it when the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.stem}.{os.getpid()}{path.suffix}")
-    try:
-        yield partial
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-
-
 def save_figure(fig: Any, path: Path) -> Path:
     fig.tight_layout()
-    with atomic(path) as partial:
+    with atomic_write(path) as partial:
         fig.savefig(partial, dpi=110, format="png")
     return path
 
 
 def save_frame(frame: pd.DataFrame, path: Path) -> Path:
-    with atomic(path) as partial:
+    with atomic_write(path) as partial:
         frame.to_csv(partial, index=False)
     return path
 
@@ -80,7 +66,7 @@ def save_recent_table(recent: pd.DataFrame, path: Path) -> Path:
     image took longer to draw than all the other images together). No user rows: see
     ``recent_predictions``."""
     html = recent.to_html(index=False, float_format=lambda v: f"{v:.4f}", border=0, na_rep="")
-    with atomic(path) as partial:
+    with atomic_write(path) as partial:
         partial.write_text(f"<h3>recent predictions (user rows are counted, not listed)</h3>\n{html}")
     return path
 

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import wasserstein_distance
 
+from heartrisk.clock import as_utc
 from heartrisk.features import BY_NAME, FEATURE_NAMES, LABEL
 
 #: The drift row of the model output (the features' rows are named after the features).
@@ -213,8 +214,7 @@ def pooled_window(times: pd.Series, end: datetime, hours: float,
     ``times`` are the event times available (any older rows are ignored beyond ``max_days``).
     """
     config = config or DriftSettings()
-    end_ts = pd.Timestamp(end).tz_convert("UTC") if pd.Timestamp(end).tzinfo else \
-        pd.Timestamp(end).tz_localize("UTC")
+    end_ts = as_utc(pd.Timestamp(end))
     times = pd.to_datetime(times, utc=True)
     times = times[times < end_ts].sort_values(ascending=False)
     start = end_ts - pd.Timedelta(hours=hours)

@@ -8,9 +8,8 @@ are now; nothing here writes to a feature group.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import pyarrow.compute as pc
 
 from heartrisk.config import Settings
 from heartrisk.features import FEATURE_NAMES, LABEL
+from heartrisk.files import atomic_write
 from heartrisk.monitoring.metrics import (
     PROBABILITY,
     DriftReport,
@@ -35,10 +35,6 @@ from heartrisk.store.groups import HEART, HEART_PREDICTIONS, open_group
 REFERENCE_ROWS = 20_000
 #: Recent rows explained for the SHAP summary.
 SHAP_ROWS = 500
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 # ------------------------------------------------------------------------------------ predictions
@@ -137,10 +133,8 @@ def reference_sample(settings: Settings, model: Any, rows: int = REFERENCE_ROWS)
         table = table.take(np.sort(np.random.default_rng(0).choice(table.num_rows, rows, replace=False)))
     frame = table.to_pandas()
     frame[PROBABILITY] = model.predict_proba(frame[list(FEATURE_NAMES)]) if len(frame) else []
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}")
-    frame.to_parquet(partial, index=False)
-    os.replace(partial, path)
+    with atomic_write(path) as partial:
+        frame.to_parquet(partial, index=False)
     return frame
 
 
@@ -212,7 +206,5 @@ def synthesizer_quality(settings: Settings) -> dict[str, Any]:
 
 def write_json(path: Path, payload: Any) -> None:
     """Write JSON atomically (a reader never sees half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}")
-    partial.write_text(json.dumps(payload, indent=2, default=str))
-    os.replace(partial, path)
+    with atomic_write(path) as partial:
+        partial.write_text(json.dumps(payload, indent=2, default=str))

@@ -14,13 +14,14 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from heartrisk.clock import utc_now
 from heartrisk.config import Settings
 from heartrisk.monitoring.metrics import (
     PROBABILITY,
@@ -137,7 +138,7 @@ def build_snapshot(settings: Settings, config: DashboardSettings, now: datetime 
     from heartrisk.model.registry import NoModelError, champion_model
 
     started = time.perf_counter()
-    now = now or datetime.now(UTC)
+    now = now or utc_now()
     snap = Snapshot(generated_at=now, hours=config.hours)
     snap.synthesizer = synthesizer_quality(settings)
     heart = open_group(settings, HEART)

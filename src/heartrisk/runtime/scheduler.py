@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -46,7 +45,10 @@ from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tzlocal import get_localzone
 
+from heartrisk.clock import utc_now
 from heartrisk.config import Settings, settings_from_env
+from heartrisk.errors import UserError
+from heartrisk.files import atomic_write
 
 log = logging.getLogger("heartrisk.scheduler")
 
@@ -68,7 +70,7 @@ SCHEDULE_ENV_VARS: dict[str, str] = {
 }
 
 
-class JobBusyError(RuntimeError):
+class JobBusyError(UserError, RuntimeError):
     """Another job holds the home's job lock and the caller would not wait (longer)."""
 
 
@@ -177,10 +179,6 @@ class ScheduleSettings(BaseModel):
 
 
 # ---------------------------------------------------------------------------------------------- state
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _iso(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat() if moment else None
 
@@ -251,18 +249,8 @@ class JobState:
         self.update(lambda data: data.setdefault("up", {}).update(values))
 
     def _write(self, data: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".jobs-", suffix=".json", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(data, handle, indent=2, sort_keys=True, default=str)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        with atomic_write(self.path) as partial:
+            partial.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
 
     def mark_interrupted(self) -> list[str]:
         """Runs recorded as running whose process is gone (killed, machine off): mark them
@@ -333,7 +321,7 @@ def job_lock(
             raise JobBusyError(f"cannot run {name}: {_holder(state)} still holds the job lock "
                                f"after {wait:g} s") from None
     try:
-        run = JobRun(name=name, trigger=trigger, started=_now())
+        run = JobRun(name=name, trigger=trigger, started=utc_now())
         # The previous error stays visible while a retry runs; success clears it.
         state.update_job(name, last_start=_iso(run.started), last_end=None, last_outcome="running",
                          last_trigger=trigger, pid=os.getpid())
@@ -349,7 +337,7 @@ def job_lock(
 
 def _record_end(data: dict[str, Any], run: JobRun, exc: BaseException | None) -> None:
     """Write how a run ended into the state: ok, failed (counted for retries) or interrupted."""
-    ended = _now()
+    ended = utc_now()
     job = data["jobs"].setdefault(run.name, {})
     job.update(last_end=_iso(ended), duration_s=round((ended - run.started).total_seconds(), 3))
     if exc is None:
@@ -419,7 +407,7 @@ class JobScheduler:
         Returns the names queued at start, in the order they will run.
         """
         self.state.mark_interrupted()
-        now = _now()
+        now = utc_now()
         at_start: list[tuple[str, str]] = []
         for name, job in self.jobs.items():
             record = self.state.job(name)
@@ -489,7 +477,7 @@ class JobScheduler:
     # -- running
     def run_now(self, name: str, reason: str = "manual") -> None:
         """Queue one run of ``name`` now (it waits for the job that is running, if any)."""
-        self.scheduler.add_job(self._execute, DateTrigger(_now()), args=[name, reason],
+        self.scheduler.add_job(self._execute, DateTrigger(utc_now()), args=[name, reason],
                                id=f"{name}.now", replace_existing=True)
 
     def _execute(self, name: str, trigger: str, attempt: int = 0) -> None:
@@ -518,7 +506,7 @@ class JobScheduler:
     @contextlib.contextmanager
     def _running(self, name: str) -> Iterator[None]:
         with self._guard:
-            self._current = (name, _now())
+            self._current = (name, utc_now())
         try:
             yield
         finally:
@@ -537,7 +525,7 @@ class JobScheduler:
             self.state.update_job(name, next_retry=None)
             return
         delay = self.schedule.backoff_s * 2 ** (attempt - 1)
-        when = _now() + timedelta(seconds=delay)
+        when = utc_now() + timedelta(seconds=delay)
         log.warning("%s: retry %d of %d in %s", name, attempt, self.schedule.retries, _seconds(delay))
         self.state.update_job(name, next_retry=_iso(when))
         if self.scheduler.running:

@@ -7,11 +7,11 @@ others; :data:`SECTIONS` lists them in the order they are shown.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow.compute as pc
 
+from heartrisk.clock import from_millis
 from heartrisk.config import Settings
 from heartrisk.jobs.infer import infer_status
 from heartrisk.model.registry import registry_status
@@ -37,7 +37,7 @@ def group_status(group: FeatureGroup) -> dict[str, Any]:
     return {
         "exists": True, "uri": group.uri, "rows": data.num_rows, "rows_by_source": by_source,
         "version": table.version(),
-        "last_write": datetime.fromtimestamp(last["timestamp"] / 1000, UTC).isoformat(),
+        "last_write": from_millis(last["timestamp"]).isoformat(),
         "last_operation": last.get("operation"),
     }
 

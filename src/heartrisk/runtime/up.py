@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,14 +32,16 @@ from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 
+from heartrisk.clock import utc_now
 from heartrisk.config import Settings
+from heartrisk.errors import UserError
 from heartrisk.runtime.scheduler import Job, JobScheduler, JobState, ScheduleSettings, job_lock, pid_alive
 
 log = logging.getLogger("heartrisk.up")
 UP_LOCK = "up.lock"
 
 
-class UpError(RuntimeError):
+class UpError(UserError, RuntimeError):
     """`heartrisk up` cannot start (home already served, port taken); the message says what to do."""
 
 
@@ -282,7 +284,7 @@ class Up:
         with instance_lock(settings):
             check_port(options.host, options.port)
             with stop.installed():
-                self.state.update_up(pid=os.getpid(), started_at=datetime.now(UTC).isoformat(),
+                self.state.update_up(pid=os.getpid(), started_at=utc_now().isoformat(),
                                      stopped_at=None, serving_at=None, urls=None, quick=options.quick)
                 interrupted = self.state.mark_interrupted()
                 if interrupted:
@@ -355,7 +357,7 @@ class Up:
         base = f"http://{'127.0.0.1' if web.host in ('0.0.0.0', '::') else web.host}:{server.port}"
         urls = {"form": f"{base}/", "dashboard": f"{base}/monitor", "api_docs": f"{base}/docs",
                 "health": f"{base}/api/v1/health"}
-        self.state.update_up(urls=urls, serving_at=datetime.now(UTC).isoformat(),
+        self.state.update_up(urls=urls, serving_at=utc_now().isoformat(),
                              seconds_to_serve=round(time.monotonic() - self.started, 1))
         self.print_where(urls)
 
@@ -394,7 +396,7 @@ class Up:
                          "(Ctrl-C again to stop now; it will run again at the next start)")
             if self.scheduler.shutdown(wait_s=self.options.stop_grace_s) is not None:
                 self.leave_now()
-        self.state.update_up(phase="stopped", stopped_at=datetime.now(UTC).isoformat(), urls=None)
+        self.state.update_up(phase="stopped", stopped_at=utc_now().isoformat(), urls=None)
         self.say("stopped")
 
     def leave_now(self) -> None:
@@ -406,7 +408,7 @@ class Up:
             if current is not None:
                 self.state.update_job(current[0], last_outcome="interrupted",
                                       last_error="stopped with `heartrisk up` before the end of the run")
-            self.state.update_up(phase="stopped", stopped_at=datetime.now(UTC).isoformat(), urls=None)
+            self.state.update_up(phase="stopped", stopped_at=utc_now().isoformat(), urls=None)
         self.say(f"stopped; {current[0]} was cut short and runs again at the next start"
                  if current else "stopped")
         sys.stderr.flush()

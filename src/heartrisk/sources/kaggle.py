@@ -8,7 +8,6 @@ the line, the column and the value.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import shutil
 import zipfile
 import zlib
@@ -23,7 +22,9 @@ import pyarrow as pa
 import pyarrow.csv as pv
 
 from heartrisk.config import Settings
+from heartrisk.errors import UserError
 from heartrisk.features import BY_COLUMN, KAGGLE_COLUMNS, LABEL
+from heartrisk.files import sha256
 from heartrisk.validation import Coerced, coerce
 
 KAGGLE_HANDLE = "kamilpytlak/personal-key-indicators-of-heart-disease"
@@ -34,7 +35,7 @@ CACHED_NAME = "heart_2020_cleaned.csv"
 FIRST_DATA_LINE = 2
 
 
-class DatasetError(RuntimeError):
+class DatasetError(UserError, RuntimeError):
     """The data file cannot be obtained or read; the message says which file and what to do."""
 
 
@@ -51,15 +52,6 @@ class KaggleCsv:
         return self.coerced.frame
 
 
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    """sha256 of a file's bytes, streamed so a large file costs no memory."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def locate_csv(settings: Settings, csv_path: Path | None = None) -> Path:
     """The file to ingest: ``--csv``, else ``HEARTRISK_CSV``, else the cached or downloaded file."""
     chosen = csv_path or settings.csv
@@ -74,7 +66,7 @@ def locate_csv(settings: Settings, csv_path: Path | None = None) -> Path:
 def download(settings: Settings) -> Path:
     """Download the Kaggle file once (kagglehub), check its sha256 and keep it under the home."""
     cached = settings.cache_dir / CACHED_NAME
-    if cached.is_file() and file_sha256(cached) == KAGGLE_SHA256:
+    if cached.is_file() and sha256(cached) == KAGGLE_SHA256:
         return cached
     settings.cache_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -86,7 +78,7 @@ def download(settings: Settings) -> Path:
             f"could not download {KAGGLE_HANDLE} from Kaggle ({type(exc).__name__}); "
             "offline? set HEARTRISK_CSV=/path/to/heart_2020_cleaned.csv (.csv, .csv.gz or .zip)"
         ) from None
-    digest = file_sha256(fetched)
+    digest = sha256(fetched)
     if digest != KAGGLE_SHA256:
         raise DatasetError(
             f"{fetched}: sha256 {digest} differs from the expected {KAGGLE_SHA256}; "
@@ -129,7 +121,7 @@ def read_kaggle_csv(
     ``on_rows(n)`` is called as chunks of rows are read, for a progress bar."""
     raw = _read_cells(Path(path), label, on_rows)
     coerced = coerce(raw, naming="column", label=label)
-    return KaggleCsv(Path(path), file_sha256(path), coerced)
+    return KaggleCsv(Path(path), sha256(path), coerced)
 
 
 def _read_cells(path: Path, label: str, on_rows: Callable[[int], None] | None) -> pd.DataFrame:

@@ -28,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
+from heartrisk.clock import as_utc
 from heartrisk.config import Settings
 from heartrisk.features import FEATURE_NAMES, LABEL
 from heartrisk.store.groups import HEART_USER, UTC_TIME, open_group
@@ -142,9 +143,7 @@ def quarantine_pending(settings: Settings, pending: pd.DataFrame, now: datetime,
     held = reasons.notna().to_numpy()
     if held.any():
         rows = pending.reset_index(drop=True)[held].copy()
-        moment = pd.Timestamp(now)
-        rows["quarantined_at"] = moment.tz_localize("UTC") if moment.tzinfo is None \
-            else moment.tz_convert("UTC")
+        rows["quarantined_at"] = as_utc(pd.Timestamp(now))
         rows["reason"] = reasons[held].to_numpy()
         open_group(settings, QUARANTINE).insert(rows[QUARANTINE.columns])
     return pending.reset_index(drop=True)[~held].reset_index(drop=True), int(held.sum())

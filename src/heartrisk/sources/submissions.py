@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 
 import pandas as pd
 
+from heartrisk.clock import as_utc, utc_now
 from heartrisk.config import Settings
 from heartrisk.features import FEATURE_NAMES, LABEL
 from heartrisk.store.groups import HEART_USER, open_group
@@ -49,8 +50,7 @@ def submission_row(settings: Settings, answers: Mapping[str, object], heart_dise
         problems.append(Problem(0, LABEL.name, heart_disease, "is not allowed: expected True or False"))
     if problems:
         raise ValidationError(problems, source)
-    moment = pd.Timestamp(submitted_at or datetime.now(UTC))
-    moment = moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
+    moment = pd.Timestamp(as_utc(submitted_at or utc_now()))
     frame = pd.DataFrame({
         "submission_id": [str(uuid.uuid4())],
         "submitted_at": [moment],

@@ -22,13 +22,15 @@ from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 from filelock import FileLock
 
+from heartrisk.clock import as_utc
+from heartrisk.errors import UserError
 from heartrisk.validation import Coerced, Problem, ValidationError, problem_order
 
 #: Seconds a writer waits for another writer of the same table before giving up with a clear error.
 LOCK_TIMEOUT_S = 600
 
 
-class StoreError(RuntimeError):
+class StoreError(UserError, RuntimeError):
     """The store cannot do what was asked (missing table, lock timeout, unreadable data)."""
 
 
@@ -270,8 +272,7 @@ def _key_array(table: pa.Table, key: tuple[str, ...]) -> pa.Array:
 
 
 def _utc(moment: datetime) -> pd.Timestamp:
-    ts = pd.Timestamp(moment)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return as_utc(pd.Timestamp(moment))
 
 
 def _column_stats(column: pd.Series) -> dict[str, Any]:

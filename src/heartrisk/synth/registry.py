@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from urllib.request import url2pathname
 
 import pandas as pd
 
+from heartrisk.clock import stamp
 from heartrisk.config import Settings
 from heartrisk.synth.gate import GATED_METRICS, ChampionFigures, GateDecision
 from heartrisk.synth.synthesizer import SynthError, Synthesizer
@@ -115,8 +115,7 @@ def register_synthesizer(settings: Settings, run_id: str, source: str, sha: str,
 
 def _make_champion(client: Any, version: str, reason: str) -> None:
     client.set_registered_model_alias(REGISTERED_MODEL, CHAMPION, version)
-    client.set_model_version_tag(REGISTERED_MODEL, version, PROMOTED_TAG,
-                                 f"{datetime.now(UTC).isoformat(timespec='seconds')}: {reason}")
+    client.set_model_version_tag(REGISTERED_MODEL, version, PROMOTED_TAG, stamp(reason))
 
 
 def champion_figures(settings: Settings) -> ChampionFigures | None:

@@ -17,13 +17,11 @@ module (for its settings and errors) stays cheap.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +29,10 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from heartrisk.clock import utc_now
+from heartrisk.errors import UserError
 from heartrisk.features import CATEGORICAL_FEATURES, FEATURE_NAMES, FEATURES, LABEL, NUMERIC_FEATURES
+from heartrisk.files import sha256
 from heartrisk.validation import coerce
 
 #: Bumped when the saved layout changes; a loader refuses layouts it does not know.
@@ -51,7 +52,7 @@ SNAPSHOT_TRAIN_ROWS = 10_000
 LABEL_TEXT = {True: "Yes", False: "No"}
 
 
-class SynthError(ValueError):
+class SynthError(UserError, ValueError):
     """The synthesizer cannot do what was asked; the message says what to change."""
 
 
@@ -293,7 +294,7 @@ class Synthesizer:
         self.model.set_device(torch.device("cpu"))
         torch.save(self.model, folder / MODEL_FILE)
         (folder / INFO_FILE).write_text(json.dumps(asdict(self.info), indent=2))
-        return file_sha256(folder / MODEL_FILE)
+        return sha256(folder / MODEL_FILE)
 
     @classmethod
     def load(cls, folder: Path, expected_sha256: str | None = None) -> Synthesizer:
@@ -307,7 +308,7 @@ class Synthesizer:
         for path in (model_path, info_path):
             if not path.is_file():
                 raise SynthError(f"{path.name} is missing from {folder}")
-        if expected_sha256 and file_sha256(model_path) != expected_sha256:
+        if expected_sha256 and sha256(model_path) != expected_sha256:
             raise SynthError(f"{model_path.name} does not match the checksum recorded at registration")
         try:
             info = SynthInfo.from_json(info_path.read_text())
@@ -334,14 +335,6 @@ def check_row_count(n: object) -> int:
     if n < 0 or n > MAX_SAMPLE_ROWS:
         raise SynthError(f"the number of synthetic rows must be from 0 to {MAX_SAMPLE_ROWS:,}, not {n:,}")
     return int(n)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _empty_rows() -> pd.DataFrame:
@@ -488,7 +481,7 @@ def fit_synthesizer(
         feature_names=list(FEATURE_NAMES), label=LABEL.name, bounds=data_bounds(real),
         precision=data_precision(real), positive_rate=float((train[LABEL.name] == "Yes").mean()),
         fit_rows=len(train), epochs=settings.epochs, best_epoch=0, best_score=None,
-        trained_at=datetime.now(UTC).isoformat(), settings=settings.model_dump(),
+        trained_at=utc_now().isoformat(), settings=settings.model_dump(),
     )
     synth = Synthesizer(model, info)
     result = FitResult(synth)
