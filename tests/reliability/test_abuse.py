@@ -18,9 +18,9 @@ from heartrisk.config import Settings
 from heartrisk.features import FEATURE_NAMES
 from heartrisk.jobs.daily import run_daily
 from heartrisk.runtime.status import collect_status
-from heartrisk.sources.quarantine import QUARANTINE, quarantine_status
+from heartrisk.sources.quarantine import quarantine_status
 from heartrisk.sources.submissions import add_submission
-from heartrisk.store.groups import HEART, HEART_USER, open_group
+from heartrisk.store.groups import HEART, HEART_USER, QUARANTINE, open_group
 from heartrisk.web.app import WebSettings
 from heartrisk.web.guard.security import SecuritySettings
 from heartrisk.web.server import BackgroundServer

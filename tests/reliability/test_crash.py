@@ -30,7 +30,6 @@ import pandas as pd
 import pytest
 
 from heartrisk.config import Settings
-from heartrisk.sources.quarantine import QUARANTINE
 from heartrisk.sources.submissions import add_submission
 from heartrisk.store.groups import GROUPS, HEART, HEART_PREDICTIONS, HEART_USER, open_group
 from support.reliability import heartrisk, served
@@ -67,7 +66,7 @@ def kill_at(args: list[str], settings: Settings, log: Path, moment: float) -> bo
 def table_state(settings: Settings) -> dict[str, pd.DataFrame]:
     """Every table of the home, read whole (so a broken one fails here), keys checked unique."""
     state = {}
-    for spec in (*GROUPS, QUARANTINE):
+    for spec in GROUPS:
         group = open_group(settings, spec)
         if not group.exists():
             continue

@@ -19,9 +19,8 @@ from heartrisk.config import Settings
 from heartrisk.jobs.daily import run_daily
 from heartrisk.jobs.forget import check_submission_id
 from heartrisk.jobs.infer import run_infer
-from heartrisk.sources.quarantine import QUARANTINE
 from heartrisk.sources.submissions import add_submission
-from heartrisk.store.groups import HEART, HEART_PREDICTIONS, HEART_USER, open_group
+from heartrisk.store.groups import HEART, HEART_PREDICTIONS, HEART_USER, QUARANTINE, open_group
 from heartrisk.store.table import FeatureGroup
 from heartrisk.web.guard import auth
 from heartrisk.web.server import BackgroundServer

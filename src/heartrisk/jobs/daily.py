@@ -31,7 +31,7 @@ from heartrisk.config import Settings
 from heartrisk.errors import UserError
 from heartrisk.features import FEATURES, LABEL
 from heartrisk.sources.quarantine import quarantine_pending
-from heartrisk.store.groups import HEART, HEART_USER, open_group
+from heartrisk.store.groups import HEART, HEART_USER, open_group, synthetic_record_ids, user_record_ids
 from heartrisk.store.table import LOCK_TIMEOUT_S
 from heartrisk.synth.registry import load_synthesizer
 from heartrisk.synth.synthesizer import SynthError, check_row_count
@@ -43,8 +43,6 @@ JOB = "daily"
 DEFAULT_SYNTHETIC = 100
 #: The most synthetic rows one daily run may add: more would swamp the real rows in a few days.
 MAX_SYNTHETIC_PER_RUN = 100_000
-USER_PREFIX = "user:"
-SYNTHETIC_PREFIX = "synthetic:"
 
 
 class DailyError(UserError, ValueError):
@@ -101,20 +99,19 @@ def pending_submissions(settings: Settings) -> pd.DataFrame:
         return pd.DataFrame({name: pd.Series(dtype=object) for name in HEART_USER.columns})
     submissions = group.read()
     merged = merged_user_ids(settings)
-    pending = ~(USER_PREFIX + submissions["submission_id"]).isin(merged)
+    pending = ~user_record_ids(submissions["submission_id"]).isin(merged)
     return submissions[pending].sort_values(["submitted_at", "submission_id"]).reset_index(drop=True)
 
 
 def user_rows(submissions: pd.DataFrame, event_time: datetime) -> pd.DataFrame:
     """Submissions as ``heart`` rows: ``record_id = user:<submission_id>``, the run's event time."""
-    ids = USER_PREFIX + submissions["submission_id"].astype(str)
+    ids = user_record_ids(submissions["submission_id"])
     return _heart_rows(submissions, ids.tolist(), event_time, "user")
 
 
 def synthetic_rows(sample: pd.DataFrame, run_id: str, event_time: datetime) -> pd.DataFrame:
     """Sampled rows as ``heart`` rows with ids derived from the run id."""
-    ids = [f"{SYNTHETIC_PREFIX}{run_id}:{i:06d}" for i in range(len(sample))]
-    return _heart_rows(sample, ids, event_time, "synthetic")
+    return _heart_rows(sample, synthetic_record_ids(run_id, len(sample)), event_time, "synthetic")
 
 
 def _heart_rows(values: pd.DataFrame, record_ids: list[str], event_time: datetime,

@@ -8,10 +8,11 @@ the commit log records each file's min/max statistics and the delete's own predi
 this
 
 1. deletes the rows (one commit);
-2. vacuums with a retention of 0 hours: every data file the latest version does not use is removed,
-   so time travel to an older version finds no file with the row;
-3. checkpoints and removes the commit log before that checkpoint (the log retention is set to 0 for the
-   cleanup and put back after), so neither the log nor an old version can be read back.
+2. purges the table's history (:meth:`~heartrisk.store.table.FeatureGroup.purge_history`): every data
+   file the latest version does not use is vacuumed, and the commit log before a fresh checkpoint is
+   removed, so neither the log nor an old version can be read back;
+3. rewrites the monitoring's cached reference samples without the row
+   (:func:`~heartrisk.monitoring.reads.scrub_reference_samples`).
 
 Every step is safe to repeat: a forget that was killed part-way is finished by running it again (it
 purges the history even when there is no row left to delete). The id must be a UUID, the only form
@@ -23,24 +24,21 @@ longer be read (a model's lineage records the ``heart`` version it trained on; t
 
 from __future__ import annotations
 
-import os
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
-
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from heartrisk.config import Settings
 from heartrisk.errors import UserError
-from heartrisk.jobs.daily import USER_PREFIX
-from heartrisk.sources.quarantine import QUARANTINE
-from heartrisk.store.groups import HEART, HEART_PREDICTIONS, HEART_USER, open_group
-from heartrisk.store.table import FeatureGroup, GroupSpec
-
-#: Log retention a table gets back after the cleanup (Delta's default).
-DEFAULT_LOG_RETENTION = "interval 30 days"
-LOG_RETENTION = "delta.logRetentionDuration"
+from heartrisk.monitoring.reads import scrub_reference_samples
+from heartrisk.store.groups import (
+    HEART,
+    HEART_PREDICTIONS,
+    HEART_USER,
+    QUARANTINE,
+    open_group,
+    user_record_id,
+)
+from heartrisk.store.table import GroupSpec
 
 
 class ForgetError(UserError, ValueError):
@@ -87,48 +85,13 @@ def check_submission_id(value: str) -> str:
 
 def targets(submission_id: str) -> list[tuple[GroupSpec, str]]:
     """Each table that can hold the submission, with the predicate matching its row."""
-    user_record = f"{USER_PREFIX}{submission_id}"
+    user_record = user_record_id(submission_id)
     return [
         (HEART_USER, f"submission_id = '{submission_id}'"),
         (QUARANTINE, f"submission_id = '{submission_id}'"),
         (HEART, f"record_id = '{user_record}'"),
         (HEART_PREDICTIONS, f"record_id = '{user_record}'"),
     ]
-
-
-def purge_history(group: FeatureGroup) -> int:
-    """Vacuum every file the latest version does not use and drop the log before a fresh checkpoint.
-
-    Returns the number of data files removed. Holds the table's lock, so no insert lands in between.
-    """
-    with group._lock():
-        table = group.table()
-        removed = table.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
-        before = table.metadata().configuration.get(LOG_RETENTION) or DEFAULT_LOG_RETENTION
-        table.alter.set_table_properties({LOG_RETENTION: "interval 0 seconds"})
-        table = group.table()
-        table.create_checkpoint()
-        table.cleanup_metadata()
-        group.table().alter.set_table_properties({LOG_RETENTION: before})
-    return len(removed)
-
-
-def scrub_reference_samples(settings: Settings, record_id: str) -> int:
-    """Rewrite cached monitoring samples (``monitoring/reference/*.parquet``) without the record."""
-    folder = Path(settings.monitoring_dir) / "reference"
-    cleaned = 0
-    for path in sorted(folder.glob("*.parquet")) if folder.is_dir() else []:
-        table = pq.read_table(path)
-        if "record_id" not in table.column_names:
-            continue
-        keep = pc.not_equal(table.column("record_id"), record_id)
-        if pc.all(keep).as_py() is not False:
-            continue
-        partial = path.with_name(f".{path.name}.{os.getpid()}")
-        pq.write_table(table.filter(keep), partial)
-        os.replace(partial, path)
-        cleaned += 1
-    return cleaned
 
 
 def forget(settings: Settings, submission_id: str) -> ForgetResult:
@@ -142,8 +105,8 @@ def forget(settings: Settings, submission_id: str) -> ForgetResult:
         if not group.exists():
             continue
         removed[spec.table_name] = group.delete(predicate)
-        vacuumed += purge_history(group)
+        vacuumed += group.purge_history()
         purged.append(spec.table_name)
-    references = scrub_reference_samples(settings, f"{USER_PREFIX}{sid}")
+    references = scrub_reference_samples(settings, user_record_id(sid))
     return ForgetResult(submission_id=sid, removed=removed, vacuumed_files=vacuumed,
                         reference_files=references, tables=tuple(purged))

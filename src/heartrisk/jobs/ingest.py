@@ -1,8 +1,8 @@
 """Ingest: the Kaggle CSV into the ``heart`` feature group, exactly once per line of the file.
 
-record_ids are ``kaggle:<first 16 hex of the file's sha256>:<line>``, so ingesting the same file again
-adds nothing and a killed ingest, re-run, ends where one clean run would. Backfilled rows get an
-event_time one day before the ingest, as the original project did.
+record_ids are ``kaggle:<first 16 hex of the file's sha256>:<line>`` (:mod:`heartrisk.store.groups`),
+so ingesting the same file again adds nothing and a killed ingest, re-run, ends where one clean run
+would. Backfilled rows get an event_time one day before the ingest, as the original project did.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from heartrisk.clock import utc_now
 from heartrisk.config import Settings
 from heartrisk.progress import progress_bar
 from heartrisk.sources.kaggle import FIRST_DATA_LINE, KaggleCsv, locate_csv, read_kaggle_csv
-from heartrisk.store.groups import HEART, open_group
+from heartrisk.store.groups import HEART, kaggle_record_ids, open_group
 
 BACKFILL_LAG = timedelta(days=1)
 
@@ -35,9 +35,9 @@ class IngestResult:
 def kaggle_rows(parsed: KaggleCsv, now: datetime) -> pd.DataFrame:
     """The ``heart`` rows for a checked file: ids from the file hash and line, backfilled time."""
     frame = parsed.frame
-    lines = pd.RangeIndex(FIRST_DATA_LINE, FIRST_DATA_LINE + len(frame)).astype(str)
+    lines = pd.RangeIndex(FIRST_DATA_LINE, FIRST_DATA_LINE + len(frame))
     rows = pd.DataFrame({
-        "record_id": f"kaggle:{parsed.sha256[:16]}:" + pd.Series(lines),
+        "record_id": kaggle_record_ids(parsed.sha256, lines),
         "event_time": pd.Timestamp(now - BACKFILL_LAG),
         "source": "kaggle",
     })

@@ -56,7 +56,7 @@ from heartrisk.model.evaluation import (
 )
 from heartrisk.model.registry import MODEL_NAME, NoModelError, champion_model, promote
 from heartrisk.progress import progress_bar
-from heartrisk.store.groups import HEART, REAL_SOURCES, open_group
+from heartrisk.store.groups import HEART, REAL_SOURCES, from_sources, open_group
 from heartrisk.store.table import StoreError
 from heartrisk.store.view import FeatureView, Split
 from heartrisk.tracking import experiment_id
@@ -379,7 +379,7 @@ def gate(settings: Settings, data: Prepared, p_test: np.ndarray,
                       f"({type(exc).__name__}: {exc})")
     # Only records from a curated source judge: shared outcomes are real but unverified, and a flood
     # of wrongly labelled ones on the test side could otherwise crown a model fitted to them.
-    trusted = data.split.test_ids.str.startswith(tuple(f"{s}:" for s in GATE_SOURCES)).to_numpy()
+    trusted = from_sources(data.split.test_ids, GATE_SOURCES)
     y_gate = data.y_test[trusted]
     if min(int(y_gate.sum()), int(len(y_gate) - y_gate.sum())) < MIN_POSITIVES:
         return None, (f"kept out: only {len(y_gate):,} test records from {', '.join(GATE_SOURCES)} "

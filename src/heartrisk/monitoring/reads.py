@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from heartrisk.config import Settings
 from heartrisk.features import FEATURE_NAMES, LABEL
@@ -119,7 +120,7 @@ def reference_sample(settings: Settings, model: Any, rows: int = REFERENCE_ROWS)
     reference does not move as new rows arrive. Cached as Parquet under the monitoring folder, one
     file per model version: a registered version never changes, so neither does its reference.
     """
-    path = settings.monitoring_dir / "reference" / f"model-{model.version}.parquet"
+    path = reference_folder(settings) / f"model-{model.version}.parquet"
     if path.is_file():
         return pd.read_parquet(path)
     group = open_group(settings, HEART)
@@ -136,6 +137,29 @@ def reference_sample(settings: Settings, model: Any, rows: int = REFERENCE_ROWS)
     with atomic_write(path) as partial:
         frame.to_parquet(partial, index=False)
     return frame
+
+
+def scrub_reference_samples(settings: Settings, record_id: str) -> int:
+    """Rewrite the cached reference samples without ``record_id`` (``heartrisk forget``); returns how
+    many files held it. A sample that is rebuilt later reads the store, which no longer has it."""
+    folder = reference_folder(settings)
+    cleaned = 0
+    for path in sorted(folder.glob("*.parquet")) if folder.is_dir() else []:
+        table = pq.read_table(path)
+        if "record_id" not in table.column_names:
+            continue
+        keep = pc.not_equal(table.column("record_id"), record_id)
+        if pc.all(keep).as_py() is not False:
+            continue
+        with atomic_write(path) as partial:
+            pq.write_table(table.filter(keep), partial)
+        cleaned += 1
+    return cleaned
+
+
+def reference_folder(settings: Settings) -> Path:
+    """Where the reference samples are cached: one Parquet file per model version."""
+    return settings.monitoring_dir / "reference"
 
 
 def current_drift(settings: Settings, model: Any, end: datetime, hours: float,

@@ -9,42 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import pyarrow.compute as pc
-
-from heartrisk.clock import from_millis
 from heartrisk.config import Settings
 from heartrisk.jobs.infer import infer_status
 from heartrisk.model.registry import registry_status
 from heartrisk.runtime.scheduler import schedule_status
 from heartrisk.sources.quarantine import quarantine_status
-from heartrisk.store.groups import GROUPS, open_group
-from heartrisk.store.table import FeatureGroup
+from heartrisk.store.groups import store_status
 from heartrisk.synth.registry import synthesizer_status
-
-
-def group_status(group: FeatureGroup) -> dict[str, Any]:
-    """Rows, rows by source, current version and the time of the last write of one group."""
-    if not group.exists():
-        return {"exists": False, "uri": group.uri}
-    table = group.table()
-    columns = ["source"] if "source" in group.spec.columns else [group.spec.key[0]]
-    data = table.to_pyarrow_dataset().to_table(columns=columns)
-    by_source: dict[str, int] = {}
-    if "source" in columns:
-        counts = pc.value_counts(data.column("source")).to_pylist()
-        by_source = {c["values"]: c["counts"] for c in counts}
-    last = table.history(1)[0]
-    return {
-        "exists": True, "uri": group.uri, "rows": data.num_rows, "rows_by_source": by_source,
-        "version": table.version(),
-        "last_write": from_millis(last["timestamp"]).isoformat(),
-        "last_operation": last.get("operation"),
-    }
-
-
-def store_status(settings: Settings) -> dict[str, Any]:
-    return {spec.table_name: group_status(open_group(settings, spec)) for spec in GROUPS}
-
 
 SECTIONS: dict[str, Callable[[Settings], dict[str, Any]]] = {
     "feature_groups": store_status,

@@ -12,10 +12,10 @@ quarantined when
   ones already merged earlier that day stay.
 
 Quarantined rows are kept whole, with the reason and the time, in the feature group
-``heart_user_quarantine`` (nothing is lost; an operator can read them; ``heartrisk forget`` removes
-them too). A submission is merged or quarantined, never both: the merge leaves out every id that is in
-quarantine, and the quarantine insert is keyed by ``submission_id`` like every other write, so a
-killed run re-run does not quarantine a row twice.
+``heart_user_quarantine`` (:data:`heartrisk.store.groups.QUARANTINE`; nothing is lost; an operator
+can read them; ``heartrisk forget`` removes them too). A submission is merged or quarantined, never
+both: the merge leaves out every id that is in quarantine, and the quarantine insert is keyed by
+``submission_id`` like every other write, so a killed run re-run does not quarantine a row twice.
 """
 
 from __future__ import annotations
@@ -25,26 +25,13 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from heartrisk.clock import as_utc
 from heartrisk.config import Settings
 from heartrisk.features import FEATURE_NAMES, LABEL
-from heartrisk.store.groups import HEART_USER, UTC_TIME, open_group
-from heartrisk.store.table import GroupSpec
+from heartrisk.store.groups import HEART_USER, QUARANTINE, open_group
 from heartrisk.validation import coerce
-
-QUARANTINE = GroupSpec(
-    name="heart_user_quarantine",
-    version=1,
-    schema=pa.schema([*HEART_USER.schema, pa.field("quarantined_at", UTC_TIME, nullable=False),
-                      pa.field("reason", pa.string(), nullable=False)]),
-    key=("submission_id",),
-    time_column="quarantined_at",
-    description="Submissions the daily merge judged implausible: kept with the reason, never merged.",
-    check=None,  # out-of-spec rows must be storable here: they are the point
-)
 
 OUT_OF_SPEC = "out of spec"
 NO_ANSWERS = "no answers"

@@ -1,12 +1,24 @@
-"""The three feature groups of DESIGN.md, their schemas derived from the feature spec.
+"""The four feature groups, their schemas derived from the feature spec, and the record-id scheme.
 
 ``heart`` holds every record the models learn from, ``heart_user`` the outcomes people chose to share,
+``heart_user_quarantine`` the shared outcomes the daily merge judged implausible (kept, never merged),
 ``heart_predictions`` what the champion said about each record. :func:`open_group` gives a ready
 :class:`~heartrisk.store.table.FeatureGroup` for the settings' store.
+
+A ``record_id`` of ``heart`` says where the row came from (the part before the first colon is its
+``source``), and is built only here:
+
+* ``kaggle:<first 16 hex of the file's sha256>:<line>``: the same file ingested again adds nothing;
+* ``synthetic:<daily run id>:<n>``: a re-run of a killed daily run finds its own rows;
+* ``user:<submission_id>``: a shared outcome is merged once, and ``forget`` finds it everywhere.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -82,9 +94,50 @@ HEART_PREDICTIONS = GroupSpec(
     sources=SOURCES,
 )
 
-GROUPS: tuple[GroupSpec, ...] = (HEART, HEART_USER, HEART_PREDICTIONS)
+QUARANTINE = GroupSpec(
+    name="heart_user_quarantine",
+    version=1,
+    schema=pa.schema([*HEART_USER.schema, pa.field("quarantined_at", UTC_TIME, nullable=False),
+                      pa.field("reason", pa.string(), nullable=False)]),
+    key=("submission_id",),
+    time_column="quarantined_at",
+    description="Submissions the daily merge judged implausible: kept with the reason, never merged.",
+    check=None,  # out-of-spec rows must be storable here: they are the point
+)
+
+GROUPS: tuple[GroupSpec, ...] = (HEART, HEART_USER, QUARANTINE, HEART_PREDICTIONS)
 
 
 def open_group(settings: Settings, spec: GroupSpec) -> FeatureGroup:
     """The feature group ``spec`` in the settings' store (created lazily on first insert)."""
     return FeatureGroup(spec=spec, root=settings.store_root, locks_dir=settings.locks_dir)
+
+
+def store_status(settings: Settings) -> dict[str, Any]:
+    """For `heartrisk status`: each group's rows, rows by source, version and last write."""
+    return {spec.table_name: open_group(settings, spec).status() for spec in GROUPS}
+
+
+# ---------------------------------------------------------------------------------------- record ids
+def kaggle_record_ids(file_sha256: str, lines: pd.Index) -> pd.Series:
+    """Ids of the rows of a Kaggle file: its checksum and each row's line."""
+    return f"kaggle:{file_sha256[:16]}:" + pd.Series(lines.astype(str))
+
+
+def synthetic_record_ids(run_id: str, rows: int) -> list[str]:
+    """Ids of the synthetic rows one daily run adds, numbered from 0."""
+    return [f"synthetic:{run_id}:{i:06d}" for i in range(rows)]
+
+
+def user_record_id(submission_id: str) -> str:
+    """The ``heart`` (and ``heart_predictions``) id of a merged submission."""
+    return f"user:{submission_id}"
+
+
+def user_record_ids(submission_ids: pd.Series) -> pd.Series:
+    return "user:" + submission_ids.astype(str)
+
+
+def from_sources(record_ids: pd.Series, sources: Iterable[str]) -> np.ndarray:
+    """Per id: whether the row came from one of ``sources`` (read from the id alone)."""
+    return record_ids.str.startswith(tuple(f"{source}:" for source in sources)).to_numpy()

@@ -22,12 +22,15 @@ from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 from filelock import FileLock
 
-from heartrisk.clock import as_utc
+from heartrisk.clock import as_utc, from_millis
 from heartrisk.errors import UserError
 from heartrisk.validation import Coerced, Problem, ValidationError, problem_order
 
 #: Seconds a writer waits for another writer of the same table before giving up with a clear error.
 LOCK_TIMEOUT_S = 600
+#: Delta's log retention property, and the value a table gets back after :meth:`FeatureGroup.purge_history`.
+LOG_RETENTION = "delta.logRetentionDuration"
+DEFAULT_LOG_RETENTION = "interval 30 days"
 
 
 class StoreError(UserError, RuntimeError):
@@ -163,6 +166,26 @@ class FeatureGroup:
             dt.cleanup_metadata()
         return {"compacted": compacted, "vacuumed_files": len(removed)}
 
+    def purge_history(self) -> int:
+        """Make the rows no longer in the latest version unreadable, time travel included.
+
+        Deleting rows is not enough with Delta Lake: older versions still point at the files that hold
+        them, and the commit log records each file's min/max statistics and a delete's predicate. So
+        this vacuums every file the latest version does not use (retention 0), then checkpoints and
+        drops the log before the checkpoint (log retention 0 for the cleanup, put back after). Safe to
+        repeat. Returns the number of data files removed. Holds the table's lock throughout.
+        """
+        with self._lock():
+            table = self.table()
+            removed = table.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
+            before = table.metadata().configuration.get(LOG_RETENTION) or DEFAULT_LOG_RETENTION
+            table.alter.set_table_properties({LOG_RETENTION: "interval 0 seconds"})
+            table = self.table()
+            table.create_checkpoint()
+            table.cleanup_metadata()
+            self.table().alter.set_table_properties({LOG_RETENTION: before})
+        return len(removed)
+
     # ------------------------------------------------------------------ reads
     def read_arrow(
         self,
@@ -185,6 +208,25 @@ class FeatureGroup:
 
     def count(self, **kwargs: Any) -> int:
         return self.read_arrow(columns=[self.spec.key[0]], **kwargs).num_rows
+
+    def status(self) -> dict[str, Any]:
+        """Rows, rows by source, current version and the time of the last write (for `status`)."""
+        if not self.exists():
+            return {"exists": False, "uri": self.uri}
+        table = self.table()
+        columns = ["source"] if "source" in self.spec.columns else [self.spec.key[0]]
+        data = table.to_pyarrow_dataset().to_table(columns=columns)
+        by_source: dict[str, int] = {}
+        if "source" in columns:
+            counts = pc.value_counts(data.column("source")).to_pylist()
+            by_source = {c["values"]: c["counts"] for c in counts}
+        last = table.history(1)[0]
+        return {
+            "exists": True, "uri": self.uri, "rows": data.num_rows, "rows_by_source": by_source,
+            "version": table.version(),
+            "last_write": from_millis(last["timestamp"]).isoformat(),
+            "last_operation": last.get("operation"),
+        }
 
     def stats(self, **kwargs: Any) -> dict[str, dict[str, Any]]:
         """Per-column statistics: count, nulls, and a distribution (quantiles or value counts)."""
