@@ -83,8 +83,9 @@ def split_sensitivity(settings, ours, seeds: list[int]) -> list[dict[str, float]
     """The champion's recipe and the original recipe, refitted and tested on other seeded splits."""
     import pandas as pd
 
-    from heartrisk.jobs.train import Candidate, TrainSettings, fit_candidate, load_data
+    from heartrisk.jobs.train import load_data
     from heartrisk.model.evaluation import scores
+    from heartrisk.model.training import Candidate, TrainSettings, fit_candidate
 
     info = ours.model.info
     rows = []

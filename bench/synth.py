@@ -38,7 +38,7 @@ RESULTS = ROOT / "bench" / "results" / "synth.json"
 def epoch_seconds(settings, rows: int, threads: int, epochs: int) -> dict[str, float]:
     """Median seconds per epoch of a fit on ``rows`` real rows (scoring only at the end)."""
     from heartrisk.jobs.synth_train import real_rows
-    from heartrisk.synth.synthesizer import SynthSettings, fit_synthesizer
+    from heartrisk.synth.fit import SynthSettings, fit_synthesizer
 
     knobs = SynthSettings(rows=rows, epochs=epochs, score_every=10_000, score_rows=500, eval_rows=500,
                           torch_threads=threads)
@@ -63,7 +63,7 @@ def sampling_rate(synth, rows: int) -> dict[str, float]:
 def raw_quality(synth, evaluation) -> dict[str, float]:
     """The baseline: CTGAN's own output, unrepaired and at its own positive rate."""
     from heartrisk.features import LABEL, NUMERIC_FEATURES
-    from heartrisk.synth.synthesizer import quality_report
+    from heartrisk.synth.quality import quality_report
 
     raw = synth.sample_raw(len(evaluation))
     for name in NUMERIC_FEATURES:
@@ -77,7 +77,8 @@ def conditional_tstr(synth, fit_rows, evaluation) -> float:
     import pandas as pd
 
     from heartrisk.features import LABEL
-    from heartrisk.synth.synthesizer import holdout_roc_auc, repair
+    from heartrisk.synth.quality import holdout_roc_auc
+    from heartrisk.synth.repair import repair
 
     wanted = {True: round(len(fit_rows) * synth.info.positive_rate)}
     wanted[False] = len(fit_rows) - wanted[True]
@@ -95,8 +96,9 @@ def measure_registered(settings):
     """Figures of the champion of a home where `heartrisk synth train` ran with the default settings:
     its quality measured again here on its own held-out rows, its fit time and trace from its run."""
     from heartrisk.jobs.synth_train import real_rows
+    from heartrisk.synth.fit import SynthSettings
+    from heartrisk.synth.quality import measure_quality
     from heartrisk.synth.registry import load_synthesizer
-    from heartrisk.synth.synthesizer import SynthSettings, measure_quality
     from heartrisk.tracking import client as registry_client
 
     loaded = load_synthesizer(settings)
@@ -136,7 +138,7 @@ def main() -> int:
     from heartrisk.config import Settings
     from heartrisk.jobs.ingest import ingest
     from heartrisk.jobs.synth_train import train_synthesizer
-    from heartrisk.synth.synthesizer import SynthSettings
+    from heartrisk.synth.fit import SynthSettings
 
     default_threads = torch.get_num_threads()  # before a fit sets its own count
     results: dict[str, object] = {"csv": str(args.csv), "cpus": os.cpu_count(),

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from heartrisk.config import Settings
-from heartrisk.runtime.scheduler import JobState
+from heartrisk.runtime.state import JobState
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test/bench helpers
 from support.process import free_port, responds

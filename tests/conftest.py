@@ -96,7 +96,7 @@ def quick_synthesizer_home(sample_csv: Path, tmp_path_factory: pytest.TempPathFa
     """A home with the sample ingested and a `--quick` synthesizer registered as champion (version
     "1"). Built once per session (~20 s) and shared: do not write to it; use `quick_synthesizer`."""
     from heartrisk.jobs.synth_train import train_synthesizer
-    from heartrisk.synth.synthesizer import SynthSettings
+    from heartrisk.synth.fit import SynthSettings
 
     home_settings = Settings(home=tmp_path_factory.mktemp("synth") / "home")
     ingest(home_settings, sample_csv)

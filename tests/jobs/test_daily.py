@@ -213,3 +213,13 @@ def test_a_killed_run_then_a_rerun_ends_like_one_clean_run(quick_synthesizer: Se
     assert len(rerun.abandoned_runs) == (1 if stage == "before_write" else 0)
     assert_one_clean_run(settings, synthetic=40, submissions=ids)
     assert run_daily(settings, synthetic=0).user_rows == 0  # and the submissions stay merged once
+
+
+def test_without_a_synthesizer_up_merges_only_and_says_so(ingested: Settings) -> None:
+    add_submission(ingested, {"bmi": 24.0}, False)
+    with pytest.raises(SynthesizerMissingError, match="heartrisk synth train"):
+        run_daily(ingested, synthetic=50)
+    result = run_daily(ingested, synthetic=50, require_synthesizer=False)
+    assert (result.synthetic_rows, result.user_rows, result.no_synthesizer) == (0, 1, True)
+    version = result.table_version
+    assert result.summary == f"0 synthetic (no synthesizer yet) and 1 user rows (heart v{version})"

@@ -51,7 +51,7 @@ def test_infer_twice_writes_each_prediction_once(trained: Settings) -> None:
     assert first.rows_in_window == first.inserted == 6000 and first.already_scored == 0
     second = run_infer(trained, hours=24, now=now + timedelta(minutes=5))
     assert second.inserted == 0 and second.already_scored == 6000
-    assert "no new rows" in second.message
+    assert "no new rows" in second.summary
     stored = open_group(trained, HEART_PREDICTIONS).read()
     assert len(stored) == 6000
     assert not stored.duplicated(["record_id", "model_version"]).any()
@@ -111,7 +111,7 @@ def test_empty_window_says_so_and_succeeds(trained: Settings) -> None:
     before = kaggle_time(trained) - timedelta(days=2)
     result = run_infer(trained, hours=24, now=before)
     assert result.rows_in_window == result.inserted == 0
-    assert result.message.startswith("no new rows to score in the last 24 h")
+    assert result.summary.startswith("no new rows to score in the last 24 h")
     predictions = open_group(trained, HEART_PREDICTIONS)
     assert not predictions.exists() or predictions.count() == 0
     assert list(runs(trained)["rows_scored"]) == [0]

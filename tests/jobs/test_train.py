@@ -152,3 +152,13 @@ def test_age_does_not_lower_the_risk_step_by_step(trained_home: Settings) -> Non
     risks = model.predict_proba(pd.DataFrame([{**TYPICAL, "age_category": a} for a in ages]))
     assert risks[-1] > 3 * risks[0]
     assert (pd.Series(risks).diff().dropna() >= -0.002).all(), risks
+
+
+def test_training_leaves_mlflow_process_wide_uri_alone(ingested: Settings) -> None:
+    """Two homes share a process (a server and a job, two tests): a job must talk to its own home's
+    registry through its own client, never by pointing MLflow's global default at it."""
+    before = mlflow.get_tracking_uri()
+    result = train(ingested, TrainSettings.for_quick(families=("logreg",), treatments=("none",)))
+    assert result.version == "1" and result.promoted
+    assert mlflow.get_tracking_uri() == before != ingested.tracking_uri
+    assert registry.champion_version(ingested) == "1"

@@ -18,21 +18,23 @@ from sklearn.metrics import (
 )
 
 from heartrisk.features import FEATURE_NAMES, LABEL
-from heartrisk.monitoring.metrics import (
+from heartrisk.monitoring.drift import (
     DriftSettings,
-    classification_metrics,
     column_drift,
-    confusion,
-    daily_performance,
     drift_report,
     js_distance,
     normed_wasserstein,
     pooled_window,
     psi,
+)
+from heartrisk.monitoring.metrics import (
+    classification_metrics,
+    confusion,
+    daily_performance,
     recent_predictions,
-    value_codes,
     volume_by_day,
 )
+from heartrisk.monitoring.snapshot import value_codes
 from heartrisk.sources.kaggle import read_kaggle_csv
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)

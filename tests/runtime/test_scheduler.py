@@ -20,16 +20,11 @@ from pathlib import Path
 import pytest
 
 from heartrisk.config import ConfigError, Settings
-from heartrisk.runtime.scheduler import (
-    Job,
-    JobBusyError,
-    JobScheduler,
-    JobState,
-    Schedule,
-    ScheduleSettings,
-    job_lock,
-    schedule_status,
-)
+from heartrisk.runtime.lock import JobBusyError, job_lock
+from heartrisk.runtime.schedule import Schedule, ScheduleSettings
+from heartrisk.runtime.scheduler import Job, JobScheduler
+from heartrisk.runtime.state import JobState
+from heartrisk.runtime.status import schedule_status
 
 UTC_TZ = "UTC"
 
@@ -104,7 +99,7 @@ HOLD = """
 import sys, time
 from pathlib import Path
 from heartrisk.config import Settings
-from heartrisk.runtime.scheduler import job_lock
+from heartrisk.runtime.lock import job_lock
 with job_lock(Settings(home=Path(sys.argv[1])), "infer", trigger="manual"):
     print("held", flush=True)
     time.sleep(float(sys.argv[2]))
@@ -362,7 +357,7 @@ def test_a_hand_run_daily_waits_for_the_running_job(ingested: Settings) -> None:
 def test_status_table_shows_each_job_outcome_and_error(settings: Settings) -> None:
     from rich.console import Console
 
-    from heartrisk.runtime.scheduler import schedule_table
+    from heartrisk.cli.render import schedule_table
 
     with job_lock(settings, "daily") as run:
         run.summary = "100 synthetic rows"

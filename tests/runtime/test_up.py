@@ -23,7 +23,7 @@ import pytest
 from filelock import FileLock
 
 from heartrisk.config import Settings
-from heartrisk.runtime.scheduler import JobState
+from heartrisk.runtime.state import JobState
 from heartrisk.store.groups import HEART, HEART_PREDICTIONS, open_group
 from support.process import free_port, responds
 

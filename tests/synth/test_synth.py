@@ -17,6 +17,7 @@ from heartrisk.cli import app
 from heartrisk.config import Settings
 from heartrisk.features import FEATURE_NAMES, FEATURES, LABEL
 from heartrisk.jobs.synth_train import train_synthesizer
+from heartrisk.synth.fit import SynthSettings, data_bounds, data_precision
 from heartrisk.synth.gate import ChampionFigures, gate
 from heartrisk.synth.registry import (
     CHAMPION,
@@ -28,7 +29,8 @@ from heartrisk.synth.registry import (
     promote_synthesizer,
     synthesizer_status,
 )
-from heartrisk.synth.synthesizer import SynthError, SynthSettings, data_bounds, data_precision, repair
+from heartrisk.synth.repair import repair
+from heartrisk.synth.synthesizer import SynthError
 from heartrisk.tracking import client as registry_client
 from heartrisk.validation import coerce
 

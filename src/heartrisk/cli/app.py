@@ -1,9 +1,10 @@
-"""The `heartrisk` command: a thin layer over the jobs (DESIGN.md, "Command line").
+"""The `heartrisk` commands: a thin layer over the jobs (DESIGN.md, "Command line").
 
-Each command reads the settings once, calls one job function and prints its result. Errors that a
-user can fix (:class:`~heartrisk.errors.UserError`: a bad file, a bad setting, a missing model) end in
-one red line and exit code 2, never a traceback; heavy libraries are imported inside the commands so
-`--help` stays fast.
+Each command reads the settings once, runs one job (under the home's job lock when it writes, so it
+never runs beside a scheduled one: :func:`heartrisk.runtime.lock.run_job`) and prints its result
+(:mod:`heartrisk.cli.render`). Errors that a user can fix (:class:`~heartrisk.errors.UserError`: a bad
+file, a bad setting, a missing model) end in one red line and exit code 2, never a traceback; heavy
+libraries are imported inside the commands so `--help` stays fast.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.pretty import Pretty
-from rich.table import Table
 
+from heartrisk.cli import render
 from heartrisk.config import ConfigError, Settings
 from heartrisk.errors import UserError
+from heartrisk.runtime.lock import run_job
 
 app = typer.Typer(
     help="heartrisk: heart-disease risk from the 2020 CDC survey, learning every day.",
@@ -84,41 +85,7 @@ def status(
     if as_json:
         out.print_json(json.dumps(report, default=str))
         return
-    out.print(f"[bold]home[/] {report.pop('home')}")
-    groups = report.pop("feature_groups", {})
-    table = Table("feature group", "rows", "by source", "version", "last write", title="feature store")
-    for name, info in groups.items():
-        if not info.get("exists"):
-            table.add_row(name, "—", "not created", "", "")
-            continue
-        sources = ", ".join(f"{k} {v:,}" for k, v in info.get("rows_by_source", {}).items())
-        table.add_row(name, f"{info['rows']:,}", sources, str(info["version"]),
-                      info["last_write"][:19])
-    out.print(table)
-    if "jobs" in report.get("schedule", {}):
-        from heartrisk.runtime.scheduler import schedule_table
-
-        out.print(*schedule_table(report.pop("schedule")), sep="\n")
-    for name, section in report.items():
-        out.print(section_table(name, section))
-
-
-def section_table(title: str, section: object) -> Table | Pretty:
-    """A status section as a two-column table; nested figures get dotted names (champion_test.f1)."""
-    if not isinstance(section, dict):
-        return Pretty(section)
-    table = Table("", "", title=title, show_header=False, title_justify="left", title_style="bold")
-
-    def add(prefix: str, values: dict) -> None:
-        for key, value in values.items():
-            if isinstance(value, dict) and value:
-                add(f"{prefix}{key}.", value)
-            else:
-                table.add_row(f"{prefix}{key}", f"{value:,}" if isinstance(value, int) and
-                              not isinstance(value, bool) else str(value))
-
-    add("", section)
-    return table
+    out.print(*render.status_report(report), sep="\n")
 
 
 # ---------------------------------------------------------------------------------- model (issue 3)
@@ -144,29 +111,10 @@ def train_command(
 
     knobs = {"include_synthetic": synthetic, "target_recall": target_recall}
     ts = TrainSettings.for_quick(**knobs) if quick else TrainSettings(**knobs)
-    from heartrisk.runtime.scheduler import job_lock
-
     settings = settings_from()
-    with job_lock(settings, "train", on_wait=err.print) as run:  # never beside a scheduled job
-        result = run_train(settings, ts)
-        run.summary = f"version {result.version} ({result.family}): {result.decision}"
-    table = Table("family", "treatment", "CV PR-AUC", "test ROC-AUC", "test PR-AUC", "test Brier",
-                  "test F1", "search s", "fit s", title="candidates (CV on the training side, "
-                  "test on real test records)")
-    for row in result.candidates.to_dict("records"):
-        test = [f"{row[k]:.3f}" if row.get(k) == row.get(k) else "" for k in
-                ("test_roc_auc", "test_pr_auc", "test_brier", "test_f1")]
-        fit = f"{row['fit_s']:.1f}" if row["fit_s"] == row["fit_s"] else ""
-        table.add_row(("* " if row["chosen"] else "") + row["family"], row["treatment"],
-                      f"{row['cv_pr_auc']:.3f} ± {row['cv_pr_auc_std']:.3f}", *test,
-                      f"{row['search_s']:.1f}", fit)
-    out.print(table)
-    m = result.metrics
-    out.print(f"version {result.version} ({result.family}, {result.treatment}): ROC-AUC "
-              f"{m['roc_auc']:.3f}, PR-AUC {m['pr_auc']:.3f}, Brier {m['brier']:.4f}, F1 {m['f1']:.3f} "
-              f"(precision {m['precision']:.3f}, recall {m['recall']:.3f}) at threshold "
-              f"{result.threshold:.3f}; {result.split['test_rows']:,} real test records; "
-              f"{result.seconds:.0f} s")
+    result = run_job(settings, "train", lambda: run_train(settings, ts), on_wait=err.print)
+    out.print(render.candidates_table(result.candidates))
+    out.print(render.trained_line(result))
     out.print(f"{result.decision}", highlight=False)
 
 
@@ -202,16 +150,7 @@ def model_list() -> None:
     if not rows:
         out.print("no registered model yet; run `heartrisk train`")
         return
-    table = Table("version", "created (UTC)", "alias", "model", "ROC-AUC", "PR-AUC", "Brier",
-                  "threshold", "gate", title="heart-risk-classifier (test metrics on real records)")
-    for row in rows:
-        tags = row["tags"]
-        table.add_row(row["version"], row["created"].strftime("%Y-%m-%d %H:%M"),
-                      ", ".join(row["aliases"]), f"{tags.get('family', '')}/{tags.get('treatment', '')}",
-                      tags.get("test_roc_auc", ""), tags.get("test_pr_auc", ""),
-                      tags.get("test_brier", ""), tags.get("threshold", "")[:5],
-                      tags.get("decision", "").split(":")[0])
-    out.print(table)
+    out.print(render.versions_table(rows))
     champion = next((r for r in rows if "champion" in r["aliases"]), None)
     out.print(f"champion: version {champion['version']} ({champion['tags'].get('promoted', '')})"
               if champion else "champion: none (`heartrisk model promote VERSION`)", highlight=False)
@@ -286,7 +225,7 @@ def up(
 
     _before_torch()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one per model load
-    from heartrisk.runtime.scheduler import ScheduleSettings
+    from heartrisk.runtime.schedule import ScheduleSettings
     from heartrisk.runtime.up import UpOptions
     from heartrisk.runtime.up import up as run_up
 
@@ -325,31 +264,13 @@ def synth_train(
     """Fit the CTGAN on real rows of `heart`, measure it, register it; champion only if not worse."""
     _before_torch()
     from heartrisk.jobs.synth_train import train_synthesizer
-    from heartrisk.runtime.scheduler import job_lock
-    from heartrisk.synth.synthesizer import SynthSettings
+    from heartrisk.synth.fit import SynthSettings
 
     knobs = {k: v for k, v in {"rows": rows, "epochs": epochs}.items() if v is not None}
     settings = settings_from()
-    with job_lock(settings, "synth", on_wait=err.print) as run:  # never beside a scheduled job
-        synth = SynthSettings.quick(**knobs) if quick else SynthSettings(**knobs)
-        result = train_synthesizer(settings, synth)
-        run.summary = f"synthesizer version {result.version}: {result.decision}"
-    m, info = result.metrics, result.fit.synthesizer.info
-    table = Table("measure", "value", "target", title=(
-        f"heart-synthesizer version {result.version}: {info.fit_rows:,} rows, best epoch "
-        f"{info.best_epoch} of {info.epochs}; measured on {int(m['eval_rows']):,} held-out real rows"))
-    table.add_row("SDMetrics quality (overall)", f"{m['quality_overall']:.3f}", ">= 0.85")
-    table.add_row("  column shapes / pair trends",
-                  f"{m['quality_column_shapes']:.3f} / {m['quality_column_pair_trends']:.3f}", "")
-    table.add_row("positive rate real / raw CTGAN / matched", f"{m['positive_rate_real']:.3f} / "
-                  f"{m['positive_rate_synthetic_raw']:.3f} / {m['positive_rate_synthetic']:.3f}", "")
-    table.add_row("raw rows repaired / out of range / rejected", f"{m['repaired_share']:.1%} / "
-                  f"{m['out_of_range_share']:.1%} / {m['rejected_share']:.1%}", "")
-    table.add_row("ROC-AUC TSTR / TRTR", f"{m['tstr_roc_auc']:.3f} / {m['trtr_roc_auc']:.3f}",
-                  "gap <= 0.03")
-    table.add_row("seconds per epoch / whole fit",
-                  f"{m['seconds_per_epoch']:.2f} / {m['fit_seconds']:.0f}", "")
-    out.print(table)
+    synth = SynthSettings.quick(**knobs) if quick else SynthSettings(**knobs)
+    result = run_job(settings, "synth", lambda: train_synthesizer(settings, synth), on_wait=err.print)
+    out.print(render.synthesizer_table(result))
     out.print(result.decision, highlight=False)
     if not result.promoted:
         out.print(f"to use it anyway: heartrisk synth promote {result.version}", highlight=False)
@@ -377,12 +298,10 @@ def daily(
     """Feature pipeline: N synthetic rows + every new user submission into `heart`, exactly once."""
     _before_torch()
     from heartrisk.jobs.daily import run_daily
-    from heartrisk.runtime.scheduler import job_lock
 
     settings = settings_from()
-    with job_lock(settings, "daily", on_wait=err.print) as run:  # never beside a scheduled job
-        result = run_daily(settings, synthetic=synthetic, positive_rate=positive_rate)
-        run.summary = f"{result.synthetic_rows} synthetic and {result.user_rows} user rows"
+    result = run_job(settings, "daily", lambda: run_daily(settings, synthetic=synthetic,
+                                                          positive_rate=positive_rate), on_wait=err.print)
     what = "finished the interrupted run" if result.resumed else "added"
     version = result.synthesizer_version
     out.print(f"{what} {result.run_id}: {result.synthetic_rows:,} synthetic rows"
@@ -407,13 +326,10 @@ def infer(
 ) -> None:
     """Batch inference: the champion scores new rows -> heart_predictions + monitoring images."""
     from heartrisk.jobs.infer import run_infer
-    from heartrisk.runtime.scheduler import job_lock
 
     settings = settings_from()
-    with job_lock(settings, "infer", on_wait=err.print) as run:
-        result = run_infer(settings, hours=hours)
-        run.summary = result.message
-    out.print(result.message)
+    result = run_job(settings, "infer", lambda: run_infer(settings, hours=hours), on_wait=err.print)
+    out.print(result.summary)
     if result.drift and not result.drift["window"]["enough"]:
         err.print(f"[yellow]drift:[/] {result.drift['window']['note']}")
     if result.artifacts:
@@ -429,13 +345,10 @@ def forget(
     """Remove one shared submission from every table; purge their history so time travel cannot read it."""
     from heartrisk.jobs.forget import check_submission_id
     from heartrisk.jobs.forget import forget as run_forget
-    from heartrisk.runtime.scheduler import job_lock
 
     submission_id = check_submission_id(submission_id)  # before the job lock records anything
     settings = settings_from()
-    with job_lock(settings, "forget", on_wait=err.print) as run:  # never beside the daily merge
-        result = run_forget(settings, submission_id)
-        run.summary = f"removed {result.total} row(s)"  # no id in jobs.json
+    result = run_job(settings, "forget", lambda: run_forget(settings, submission_id), on_wait=err.print)
     out.print(result.message, highlight=False)
 
 

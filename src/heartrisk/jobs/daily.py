@@ -19,13 +19,14 @@ merge. ``submitted_at`` stays in ``heart_user``, joinable through the record id.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
 from filelock import FileLock, Timeout
 
+from heartrisk import tracking
 from heartrisk.clock import as_utc, utc_now
 from heartrisk.config import Settings
 from heartrisk.errors import UserError
@@ -33,10 +34,10 @@ from heartrisk.features import FEATURES, LABEL
 from heartrisk.sources.quarantine import quarantine_pending
 from heartrisk.store.groups import HEART, HEART_USER, open_group, synthetic_record_ids, user_record_ids
 from heartrisk.store.table import LOCK_TIMEOUT_S
-from heartrisk.synth.registry import load_synthesizer
+from heartrisk.synth.registry import SynthesizerMissingError, load_synthesizer
 from heartrisk.synth.synthesizer import SynthError, check_row_count
+from heartrisk.tracking import TrackedRun, attach, find_runs, tracking_exists
 from heartrisk.tracking import client as tracking_client
-from heartrisk.tracking import experiment_id, find_runs, tracking_exists
 
 EXPERIMENT = "feature-pipeline"
 JOB = "daily"
@@ -65,6 +66,16 @@ class DailyResult:
     abandoned_runs: tuple[str, ...] = ()
     maintenance: dict[str, Any] = field(default_factory=dict)
     quarantined: int = 0  # pending submissions held back as implausible (heartrisk.sources.quarantine)
+    #: Synthetic rows were asked for but no synthesizer is registered yet (``require_synthesizer=False``).
+    no_synthesizer: bool = False
+
+    @property
+    def summary(self) -> str:
+        """One line for the job record and the log."""
+        what = "finished the run cut short: " if self.resumed else ""
+        note = " (no synthesizer yet)" if self.no_synthesizer else ""
+        return (f"{what}{self.synthetic_rows} synthetic{note} and {self.user_rows} user rows "
+                f"(heart v{self.table_version})")
 
 
 def check_synthetic_count(n: object) -> int:
@@ -158,21 +169,15 @@ def finished_since(settings: Settings, moment: datetime) -> bool:
                                                 f"and attributes.start_time >= {since_ms}"))
 
 
-def _finish(client: Any, run_id: str, result: DailyResult) -> None:
-    import time
-
-    from mlflow.entities import Metric
-
-    stamp = int(time.time() * 1000)
-    values = {
+def _record(run: TrackedRun, result: DailyResult) -> None:
+    """What the run did, as its metrics and its ``resumed`` tag."""
+    run.log_metrics({
         "synthetic_rows": result.synthetic_rows, "user_rows": result.user_rows,
         "pending_submissions": result.pending_submissions, "skipped_rows": result.skipped_rows,
         "heart_version": result.table_version, "quarantined": result.quarantined,
         **{f"heart_user_{k}": v for k, v in _maintenance_counts(result.maintenance).items()},
-    }
-    client.log_batch(run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in values.items()])
-    client.set_tag(run_id, "resumed", str(result.resumed).lower())
-    client.set_terminated(run_id, "FINISHED")
+    })
+    run.set_tags({"resumed": str(result.resumed).lower()})
 
 
 def _maintenance_counts(maintenance: dict[str, Any]) -> dict[str, float]:
@@ -219,21 +224,23 @@ def _settle_interrupted(settings: Settings, client: Any, experiment: str) -> tup
             table_version=heart.version(), synthesizer_version=params.get("synthesizer_version") or None,
             resumed=True, abandoned_runs=tuple(abandoned), maintenance=maintain_user_group(settings),
         )
-        _finish(client, run.info.run_id, result)
+        tracked = attach(settings, run.info.run_id)
+        _record(tracked, result)
+        tracked.finish()
         return result, abandoned
     return None, abandoned
 
 
 def run_daily(settings: Settings, synthetic: int = DEFAULT_SYNTHETIC, *, positive_rate: float | None = None,
-              now: datetime | None = None) -> DailyResult:
+              now: datetime | None = None, require_synthesizer: bool = True) -> DailyResult:
     """Add ``synthetic`` rows from the champion synthesizer and merge pending submissions, once.
 
     ``positive_rate`` (default: the real rate the synthesizer was fitted on) asks for more or fewer
     positive synthetic rows. ``synthetic=0`` only merges submissions and needs no synthesizer. Bad
-    input, a missing or corrupt synthesizer: a clear error before anything is written.
+    input, a missing or corrupt synthesizer: a clear error before anything is written; with
+    ``require_synthesizer=False`` a home with no synthesizer yet only merges (`heartrisk up` before
+    its first fit) and the result says so.
     """
-    from mlflow.entities import Param
-
     count = check_synthetic_count(synthetic)
     if positive_rate is not None and not 0.0 <= positive_rate <= 1.0:
         raise DailyError(f"positive rate {positive_rate!r} must be between 0 and 1")
@@ -246,36 +253,45 @@ def run_daily(settings: Settings, synthetic: int = DEFAULT_SYNTHETIC, *, positiv
                                    if known else (None, []))
             if finished is not None:
                 return finished
-            loaded = load_synthesizer(settings) if count else None  # before anything is written
-            client = client or tracking_client(settings)
-            experiment = experiment_id(settings, EXPERIMENT)
+            loaded, missing = _synthesizer(settings, count, require_synthesizer)  # before any write
+            count = count if loaded else 0
             event_time = as_utc(now or utc_now())
             pending, quarantined = quarantine_pending(settings, pending_submissions(settings), event_time)
-            run = client.create_run(experiment, run_name=f"daily-{event_time:%Y%m%d-%H%M%S}",
-                                    tags={"job": JOB})
-            run_id = run.info.run_id
-            params = {"synthetic": count, "positive_rate": positive_rate,
-                      "event_time": event_time.isoformat(),
-                      "synthesizer_version": loaded.version if loaded else "",
-                      "pending_submissions": len(pending), "quarantined": quarantined}
-            client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
-            try:
-                result = _write(settings, run_id, event_time, count, positive_rate, loaded, pending)
-            except BaseException:
-                client.set_terminated(run_id, "FAILED")
-                raise
-            result = DailyResult(**{**vars(result), "abandoned_runs": tuple(abandoned),
-                                    "maintenance": maintain_user_group(settings), "quarantined": quarantined})
-            _finish(client, run_id, result)
+            with tracking.run(settings, EXPERIMENT, f"daily-{event_time:%Y%m%d-%H%M%S}",
+                              tags={"job": JOB}) as run:
+                run.log_params({"synthetic": count, "positive_rate": positive_rate,
+                                "event_time": event_time.isoformat(),
+                                "synthesizer_version": loaded.version if loaded else "",
+                                "pending_submissions": len(pending), "quarantined": quarantined})
+                result = _write(settings, run, event_time, count, positive_rate, loaded, pending)
+                result = replace(result, abandoned_runs=tuple(abandoned), quarantined=quarantined,
+                                 maintenance=maintain_user_group(settings), no_synthesizer=missing)
+                _record(run, result)
             return result
     except Timeout:
         raise DailyError(f"another daily run holds {settings.locks_dir / 'daily.lock'}; "
                          "try again when it ends") from None
 
 
-def _write(settings: Settings, run_id: str, event_time: datetime, count: int, positive_rate: float | None,
-           loaded: Any, pending: pd.DataFrame) -> DailyResult:
-    """Sample, build the batch and insert it in one commit (the only write to ``heart``)."""
+def _synthesizer(settings: Settings, count: int, required: bool) -> tuple[Any, bool]:
+    """The champion synthesizer when rows are wanted, and whether it was missing (and not required)."""
+    if not count:
+        return None, False
+    try:
+        return load_synthesizer(settings), False
+    except SynthesizerMissingError:
+        if required:
+            raise
+        return None, True
+
+
+def _write(settings: Settings, run: TrackedRun, event_time: datetime, count: int,
+           positive_rate: float | None, loaded: Any, pending: pd.DataFrame) -> DailyResult:
+    """Sample, build the batch and insert it in one commit (the only write to ``heart``).
+
+    Once the insert is committed the run must not end FAILED (a re-run would add its rows again):
+    a failure after it leaves the run RUNNING, for the next run to settle."""
+    run_id = run.run_id
     parts = [user_rows(pending, event_time)]
     if count:
         sample = loaded.synthesizer.sample(count, positive_rate=positive_rate, seed=int(run_id[:8], 16))
@@ -286,6 +302,7 @@ def _write(settings: Settings, run_id: str, event_time: datetime, count: int, po
         version = heart.version() if heart.exists() else -1
         return DailyResult(run_id, event_time, 0, 0, 0, 0, version, None)
     inserted = heart.insert(pd.concat(parts, ignore_index=True))
+    run.committed()
     written = rows_at(settings, event_time)
     return DailyResult(
         run_id=run_id, event_time=event_time,

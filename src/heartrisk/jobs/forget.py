@@ -60,6 +60,11 @@ class ForgetResult:
         return sum(self.removed.values())
 
     @property
+    def summary(self) -> str:
+        """For the job record: counts only, never the id (jobs.json is not a place for it)."""
+        return f"removed {self.total} row(s)"
+
+    @property
     def message(self) -> str:
         if not self.total:
             return (f"no rows held for submission {self.submission_id} (never stored, or already "

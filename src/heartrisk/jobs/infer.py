@@ -23,21 +23,19 @@ import pandas as pd
 import pyarrow.compute as pc
 from filelock import FileLock
 
+from heartrisk import tracking
 from heartrisk.clock import as_utc, from_millis, utc_now
 from heartrisk.config import Settings
 from heartrisk.errors import UserError
 from heartrisk.features import FEATURE_NAMES, LABEL
-from heartrisk.monitoring.metrics import (
-    DriftReport,
-    classification_metrics,
-    confusion,
-    daily_performance,
-    recent_predictions,
-)
+from heartrisk.monitoring.drift import DriftReport
+from heartrisk.monitoring.metrics import classification_metrics
 from heartrisk.progress import progress_bar
 from heartrisk.store.groups import HEART, HEART_PREDICTIONS, open_group
 
 EXPERIMENT = "batch-inference"
+#: Latest predictions listed in ``recent_predictions.csv`` (the dashboard lists 25).
+RECENT_ROWS = 50
 #: A run waits this long for another inference run on the same home before giving up.
 LOCK_TIMEOUT_S = 1800
 
@@ -64,7 +62,8 @@ class InferResult:
     seconds: float = 0.0
 
     @property
-    def message(self) -> str:
+    def summary(self) -> str:
+        """What the run did in one line: printed by the CLI, kept in the job record."""
         hours = (self.window_end - self.window_start) / timedelta(hours=1)
         if self.inserted == 0:
             return (f"no new rows to score in the last {hours:g} h: {self.rows_in_window:,} in the "
@@ -200,92 +199,31 @@ def drift_metrics(report: DriftReport) -> dict[str, float]:
 
 def write_monitoring(settings: Settings, model: Any, now: datetime, hours: float,
                      rows: pd.DataFrame | None = None) -> tuple[DriftReport, list[Path]]:
-    """Every monitoring image and table for the champion as of ``now``, under the monitoring folder.
+    """The monitoring report for the champion as of ``now``, saved under the monitoring folder.
 
-    ``rows`` are the ``heart`` rows of the window already read by the run (not read again).
-    """
-    from heartrisk.monitoring.images import (
-        plot_confusion,
-        plot_drift,
-        plot_performance,
-        plot_shap_summary,
-        save_frame,
-        save_recent_table,
-    )
-    from heartrisk.monitoring.reads import (
-        Known,
-        current_drift,
-        model_card,
-        read_predictions,
-        shap_sample,
-        write_json,
-    )
+    The same report the dashboard draws (:func:`heartrisk.monitoring.snapshot.build_snapshot`);
+    ``rows`` are the ``heart`` rows of the window the run already read (not read again)."""
+    from heartrisk.monitoring.images import save_report
+    from heartrisk.monitoring.snapshot import ReportSettings, build_snapshot
 
-    folder = settings.monitoring_dir
-    every = read_predictions(settings)
-    mine = every[every["model_version"] == str(model.version)]
-    start = pd.Timestamp(now) - pd.Timedelta(hours=hours)
-    window = mine[mine["event_time"] >= start]
-    paths = [
-        plot_confusion(confusion(mine), f"champion v{model.version}: all {len(mine):,} predictions",
-                       folder / "confusion_all.png"),
-        plot_confusion(confusion(window), f"champion v{model.version}: last {hours:g} h "
-                       f"({len(window):,} predictions)", folder / "confusion_window.png"),
-    ]
-    recent = recent_predictions(mine)
-    paths += [save_frame(recent, folder / "recent_predictions.csv"),
-              save_recent_table(recent, folder / "recent_predictions.html")]
-    daily = daily_performance(every)
-    paths += [save_frame(daily, folder / "performance.csv"),
-              plot_performance(daily, folder / "performance.png")]
-    known = Known(rows=rows, rows_from=start.to_pydatetime(), predictions=mine)
-    report, rows = current_drift(settings, model, now + timedelta(microseconds=1), hours, known=known)
-    paths += [save_frame(report.frame(), folder / "drift.csv"), plot_drift(report, folder / "drift.png")]
-    sample = shap_sample(model, rows)
-    if sample is not None:
-        paths.append(plot_shap_summary(
-            sample, folder / "shap_summary.png",
-            f"SHAP of {len(sample.answers):,} recent rows (Kaggle and synthetic), champion "
-            f"v{model.version}"))
-    summary = folder / "summary.json"
-    write_json(summary, {"generated_at": now.isoformat(), "model": model_card(model),
-                         "metrics_all": classification_metrics(mine),
-                         "metrics_window": classification_metrics(window), "drift": report.to_dict()})
-    return report, [*paths, summary]
+    config = ReportSettings(hours=hours, recent_rows=RECENT_ROWS)
+    snapshot = build_snapshot(settings, config, now=now, model=model, rows=rows)
+    return snapshot.drift, save_report(snapshot, settings.monitoring_dir)
 
 
 def log_run(settings: Settings, model: Any, start: datetime, now: datetime, hours: float,
             metrics: dict[str, float], paths: list[Path], written: Any) -> str:
     """One MLflow run in ``batch-inference`` with the batch's metrics and the monitoring files."""
-    from mlflow.entities import Metric, Param, RunTag
-
-    from heartrisk.tracking import client as tracking_client
-    from heartrisk.tracking import experiment_id
-
-    client = tracking_client(settings)
-    experiment = experiment_id(settings, EXPERIMENT)
-    run = client.create_run(experiment, run_name=f"infer-v{model.version}-{now:%Y%m%d-%H%M}")
-    run_id = run.info.run_id
-    try:
-        stamp = int(now.timestamp() * 1000)
-        params = {"model_version": model.version, "hours": f"{hours:g}",
-                  "window_start": start.isoformat(), "window_end": now.isoformat(),
-                  "threshold": f"{model.threshold:.6f}",
-                  "predictions_table_version": "" if written is None else str(written.version)}
-        client.log_batch(
-            run_id,
-            metrics=[Metric(k, float(v), stamp, 0) for k, v in metrics.items() if math.isfinite(v)],
-            params=[Param(k, str(v)) for k, v in params.items()],
-            tags=[RunTag("empty", str(not metrics.get("rows_scored"))),
-                  RunTag("model_run_id", model.run_id)],
-        )
+    with tracking.run(settings, EXPERIMENT, f"infer-v{model.version}-{now:%Y%m%d-%H%M}") as run:
+        run.log_params({"model_version": model.version, "hours": f"{hours:g}",
+                        "window_start": start.isoformat(), "window_end": now.isoformat(),
+                        "threshold": f"{model.threshold:.6f}",
+                        "predictions_table_version": "" if written is None else str(written.version)})
+        run.log_metrics(metrics, at=now)
+        run.set_tags({"empty": str(not metrics.get("rows_scored")), "model_run_id": model.run_id})
         for path in paths:
-            client.log_artifact(run_id, str(path), "monitoring")
-    except BaseException:
-        client.set_terminated(run_id, "FAILED")
-        raise
-    client.set_terminated(run_id, "FINISHED")
-    return run_id
+            run.log_artifact(path, "monitoring")
+    return run.run_id
 
 
 def infer_status(settings: Settings) -> dict[str, Any]:

@@ -31,6 +31,12 @@ class IngestResult:
     table_version: int
     positive_rate: float
 
+    @property
+    def summary(self) -> str:
+        """One line for the job record and the log."""
+        return (f"{self.path.name}: {self.inserted:,} rows added, {self.skipped:,} already stored "
+                f"(heart v{self.table_version})")
+
 
 def kaggle_rows(parsed: KaggleCsv, now: datetime) -> pd.DataFrame:
     """The ``heart`` rows for a checked file: ids from the file hash and line, backfilled time."""

@@ -42,6 +42,11 @@ class PredictResult:
     model_version: str
     threshold: float
 
+    @property
+    def summary(self) -> str:
+        return (f"scored {self.scored:,} of {self.rows_in_file:,} rows with model version "
+                f"{self.model_version}; {self.predicted_positive:,} predicted at risk")
+
 
 def predict_csv(settings: Settings, csv_path: Path, out_path: Path) -> PredictResult:
     """Read, check, score the good rows with the champion and write OUT atomically."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,24 +20,18 @@ from typing import Any
 
 import pandas as pd
 
+from heartrisk import tracking
 from heartrisk.config import Settings
 from heartrisk.features import FEATURE_NAMES, LABEL
 from heartrisk.progress import progress_bar
 from heartrisk.store.groups import HEART, REAL_SOURCES, open_group
 from heartrisk.store.view import FeatureView
+from heartrisk.synth.fit import EpochReport, FitResult, SynthSettings, fit_synthesizer
 from heartrisk.synth.gate import GateDecision, gate
-from heartrisk.synth.registry import EXPERIMENT, champion_figures, log_synthesizer, register_synthesizer
-from heartrisk.synth.synthesizer import (
-    EpochReport,
-    FitResult,
-    Quality,
-    SynthError,
-    SynthSettings,
-    fit_synthesizer,
-    measure_quality,
-)
-from heartrisk.tracking import client as tracking_client
-from heartrisk.tracking import experiment_id
+from heartrisk.synth.quality import Quality, measure_quality
+from heartrisk.synth.registry import EXPERIMENT, champion_figures, register_synthesizer
+from heartrisk.synth.synthesizer import SynthError
+from heartrisk.tracking import TrackedRun
 
 #: Fewest held-out real rows worth measuring quality on.
 MIN_HOLDOUT_ROWS = 200
@@ -64,6 +57,11 @@ class SynthTrainResult:
     promoted: bool
     #: The gate's decision in words with the figures ("promoted: …" / "kept out: …").
     decision: str
+
+    @property
+    def summary(self) -> str:
+        """One line for the job record and the log (the decision has the figures)."""
+        return f"synthesizer version {self.version}: {self.decision}"
 
 
 def _frame(X: pd.DataFrame, y: pd.Series) -> pd.DataFrame:
@@ -92,9 +90,8 @@ def real_rows(settings: Settings, synth: SynthSettings) -> RealRows:
     return RealRows(fit, selection, evaluation, split.table_version)
 
 
-def _log_quality(settings: Settings, run_id: str, quality: Quality, fit: FitResult) -> None:
+def _log_quality(run: TrackedRun, quality: Quality, fit: FitResult) -> None:
     """Quality as artifacts: the JSON summary, the per-column and per-pair details, the trace."""
-    client = tracking_client(settings)
     with tempfile.TemporaryDirectory(prefix="heartrisk-quality-") as tmp:
         folder = Path(tmp) / "quality"
         folder.mkdir()
@@ -104,20 +101,13 @@ def _log_quality(settings: Settings, run_id: str, quality: Quality, fit: FitResu
         quality.column_shapes.to_csv(folder / "column_shapes.csv", index=False)
         quality.column_pair_trends.to_csv(folder / "column_pair_trends.csv", index=False)
         pd.DataFrame([vars(r) for r in fit.history]).to_csv(folder / "training_trace.csv", index=False)
-        client.log_artifacts(run_id, str(folder), "quality")
+        run.log_artifacts(folder, "quality")
 
 
-def _log_history(settings: Settings, run_id: str, history: list[EpochReport]) -> None:
-    from mlflow.entities import Metric
-
-    client = tracking_client(settings)
-    stamp = int(time.time() * 1000)
-    metrics = []
-    for report in history:
-        metrics += [Metric("generator_loss", report.generator_loss, stamp, report.epoch),
-                    Metric("discriminator_loss", report.discriminator_loss, stamp, report.epoch)]
-    for start in range(0, len(metrics), 900):
-        client.log_batch(run_id, metrics=metrics[start:start + 900])
+def _log_history(run: TrackedRun, history: list[EpochReport]) -> None:
+    run.log_history(point for report in history for point in (
+        ("generator_loss", report.generator_loss, report.epoch),
+        ("discriminator_loss", report.discriminator_loss, report.epoch)))
 
 
 def train_synthesizer(settings: Settings, synth: SynthSettings | None = None,
@@ -127,38 +117,25 @@ def train_synthesizer(settings: Settings, synth: SynthSettings | None = None,
     ``promote=False`` registers without promoting at all (the gate's verdict is still recorded).
     The run is marked FAILED if any step fails, and then nothing is registered.
     """
-    from mlflow.entities import Metric, Param
-
     synth = synth or SynthSettings()
     settings.ensure_home()
     rows = real_rows(settings, synth)
-    client = tracking_client(settings)
-    run = client.create_run(experiment_id(settings, EXPERIMENT), run_name="synth-train",
-                            tags={"job": "synth-train"})
-    run_id = run.info.run_id
-    try:
-        params = {**synth.model_dump(), "fit_rows": len(rows.fit), "selection_rows": len(rows.selection),
-                  "eval_rows_used": len(rows.evaluation), "heart_table_version": rows.table_version}
-        client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
-        fit = _fit_with_progress(rows, synth, show_progress,
-                                 lambda report: _log_snapshot(client, run_id, report))
+    with tracking.run(settings, EXPERIMENT, "synth-train", tags={"job": "synth-train"}) as run:
+        run.log_params({**synth.model_dump(), "fit_rows": len(rows.fit),
+                        "selection_rows": len(rows.selection), "eval_rows_used": len(rows.evaluation),
+                        "heart_table_version": rows.table_version})
+        fit = _fit_with_progress(rows, synth, show_progress, lambda report: _log_snapshot(run, report))
         quality = measure_quality(fit.synthesizer, rows.fit, rows.evaluation, seed=synth.seed)
         metrics = {**quality.metrics, "seconds_per_epoch": fit.seconds_per_epoch,
                    "fit_seconds": fit.fit_seconds, "prepare_seconds": fit.prepare_seconds}
-        client.log_batch(run_id, params=[Param("best_epoch", str(fit.synthesizer.info.best_epoch))])
-        stamp = int(time.time() * 1000)
-        client.log_batch(run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in metrics.items()])
-        _log_history(settings, run_id, fit.history)
-        _log_quality(settings, run_id, quality, fit)
-        source, sha = log_synthesizer(settings, run_id, fit.synthesizer)
+        run.log_params({"best_epoch": fit.synthesizer.info.best_epoch})
+        run.log_metrics(metrics)
+        _log_history(run, fit.history)
+        _log_quality(run, quality, fit)
         decision = decide(settings, metrics, synth.promote_tolerance, promote)
-        client.set_tag(run_id, "decision", decision.text)
-        version = register_synthesizer(settings, run_id, source, sha, metrics, decision)
-    except BaseException:
-        client.set_terminated(run_id, "FAILED")
-        raise
-    client.set_terminated(run_id, "FINISHED")
-    return SynthTrainResult(version, run_id, metrics, fit, rows, decision.promoted, decision.text)
+        run.set_tags({"decision": decision.text})
+        version = register_synthesizer(settings, run, fit.synthesizer, metrics, decision)
+    return SynthTrainResult(version, run.run_id, metrics, fit, rows, decision.promoted, decision.text)
 
 
 def decide(settings: Settings, metrics: dict[str, float], tolerance: float, promote: bool) -> GateDecision:
@@ -169,14 +146,9 @@ def decide(settings: Settings, metrics: dict[str, float], tolerance: float, prom
     return GateDecision(False, f"kept out: registered without promotion (the gate said {verdict.text!r})")
 
 
-def _log_snapshot(client: Any, run_id: str, report: EpochReport) -> None:
-    from mlflow.entities import Metric
-
-    stamp = int(time.time() * 1000)
-    values = {"selection_score": report.score, "selection_quality": report.quality,
-              "selection_tstr_roc_auc": report.tstr}
-    client.log_batch(run_id, metrics=[Metric(k, float(v), stamp, report.epoch)
-                                      for k, v in values.items() if v is not None and v == v])
+def _log_snapshot(run: TrackedRun, report: EpochReport) -> None:
+    run.log_metrics({"selection_score": report.score, "selection_quality": report.quality,
+                     "selection_tstr_roc_auc": report.tstr}, step=report.epoch)
 
 
 def _fit_with_progress(rows: RealRows, synth: SynthSettings, show: bool,

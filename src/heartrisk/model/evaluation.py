@@ -1,12 +1,12 @@
-"""How good a model is: metrics, the decision threshold, bootstrap noise and the evaluation plots.
+"""How good a model is: metrics, the decision threshold, bootstrap noise, calibration by decile.
 
-Kept apart from training so the champion gate, the benchmark and monitoring judge models the same way.
+Kept apart from training so the champion gate, the benchmark and monitoring judge models the same way
+(the images of these figures are drawn in :mod:`heartrisk.model.plots`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import (
@@ -15,8 +15,10 @@ from sklearn.metrics import (
     log_loss,
     precision_recall_curve,
     roc_auc_score,
-    roc_curve,
 )
+
+#: Fewest records with, and without, heart disease on which a model can be fitted or judged.
+MIN_POSITIVES = 20
 
 
 def average_precision(y: np.ndarray, p: np.ndarray, weight: np.ndarray | None = None) -> float:
@@ -127,70 +129,3 @@ def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> tuple[np.ndarra
             rate.append(np.asarray(y)[inside].mean())
             count.append(inside.sum())
     return np.array(mean_p), np.array(rate), np.array(count)
-
-
-def save_plots(y: np.ndarray, p: np.ndarray, threshold: float, folder: Path,
-               title: str) -> list[Path]:
-    """Confusion matrix, ROC, PR and reliability diagrams as PNGs in ``folder``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    folder.mkdir(parents=True, exist_ok=True)
-    y = np.asarray(y).astype(int)
-    paths = []
-
-    fig, ax = plt.subplots(figsize=(4.5, 4))
-    matrix = confusion_matrix(y, p >= threshold, labels=[0, 1])
-    ax.imshow(matrix, cmap="Blues")
-    for (i, j), v in np.ndenumerate(matrix):
-        ax.text(j, i, f"{v:,}", ha="center", va="center",
-                color="white" if v > matrix.max() / 2 else "black")
-    ax.set_xticks([0, 1], ["No", "Yes"])
-    ax.set_yticks([0, 1], ["No", "Yes"])
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(f"{title}\nthreshold {threshold:.3f}", fontsize=9)
-    paths.append(_save(fig, folder / "confusion_matrix.png"))
-
-    fig, ax = plt.subplots(figsize=(4.5, 4))
-    fpr, tpr, _ = roc_curve(y, p)
-    ax.plot(fpr, tpr, label=f"ROC-AUC {roc_auc_score(y, p):.3f}")
-    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
-    ax.set_xlabel("false positive rate")
-    ax.set_ylabel("true positive rate")
-    ax.legend(loc="lower right")
-    ax.set_title(title, fontsize=9)
-    paths.append(_save(fig, folder / "roc_curve.png"))
-
-    fig, ax = plt.subplots(figsize=(4.5, 4))
-    precision, recall, _ = precision_recall_curve(y, p)
-    ax.plot(recall, precision, label=f"PR-AUC {average_precision(y, p):.3f}")
-    ax.axhline(y.mean(), ls="--", c="grey", lw=0.8, label=f"base rate {y.mean():.3f}")
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.legend(loc="upper right")
-    ax.set_title(title, fontsize=9)
-    paths.append(_save(fig, folder / "pr_curve.png"))
-
-    fig, ax = plt.subplots(figsize=(4.5, 4))
-    mean_p, rate, _ = reliability(y, p)
-    top = max(mean_p.max(), rate.max()) * 1.05
-    ax.plot([0, top], [0, top], ls="--", c="grey", lw=0.8)
-    ax.plot(mean_p, rate, marker="o", label=f"Brier {brier_score_loss(y, p):.4f}")
-    ax.set_xlabel("mean predicted risk (decile)")
-    ax.set_ylabel("observed rate")
-    ax.legend(loc="upper left")
-    ax.set_title(title, fontsize=9)
-    paths.append(_save(fig, folder / "reliability.png"))
-    return paths
-
-
-def _save(fig: object, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()  # type: ignore[attr-defined]
-    fig.savefig(path, dpi=110)  # type: ignore[attr-defined]
-    plt.close(fig)  # type: ignore[arg-type]
-    return path

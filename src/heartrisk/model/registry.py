@@ -1,4 +1,4 @@
-"""The MLflow model registry: which classifier versions exist and which one is the champion.
+"""The MLflow model registry: registering classifier versions, which exist, which one is the champion.
 
 Every consumer (web app, batch inference, ``heartrisk predict``) goes through :func:`champion_model`
 or :func:`load_model` and gets a :class:`LoadedModel`: the calibrated model plus the threshold, base
@@ -8,6 +8,12 @@ registered version never changes.
 
 The alias ``champion`` marks the version in use (MLflow 3: aliases, not stages). Each promotion is
 appended to the registered model's ``champion_history`` tag, which is what ``rollback`` walks back.
+:func:`register_model` is the one way a version is made (the training job calls it with the gate's
+decision), as :func:`heartrisk.synth.registry.register_synthesizer` is for the synthesizer.
+
+Models are stored with cloudpickle by default: loading a skops model cost about 12 s more per process
+here (importing ``skops.io`` imports torch). The registry is written only by our own training job;
+``serialization="skops"`` stores with skops for registries others can write to.
 """
 
 from __future__ import annotations
@@ -21,16 +27,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from heartrisk.clock import from_millis, stamp
+from heartrisk.clock import from_millis
 from heartrisk.config import Settings
 from heartrisk.errors import UserError
-from heartrisk.tracking import client, tracking_exists
+from heartrisk.features import FEATURES
+from heartrisk.tracking import CHAMPION, TrackedRun, alias_exists, client, set_champion, tracking_exists
 
 if TYPE_CHECKING:  # the model stack (sklearn, LightGBM) loads only with a model
     from heartrisk.model.estimator import RiskModel
+    from heartrisk.model.gate import ChampionScores, GateDecision
 
 MODEL_NAME = "heart-risk-classifier"
-CHAMPION = "champion"
 HISTORY_TAG = "champion_history"
 #: Loaded versions kept in memory per process (a version is immutable once registered).
 CACHE_SIZE = 4
@@ -113,6 +120,12 @@ def champion_version(settings: Settings) -> str | None:
         return None
 
 
+def has_champion(settings: Settings) -> bool:
+    """Whether there is a champion; on the default SQLite registry without importing MLflow (which
+    takes seconds: `heartrisk up` asks this before it decides what to start)."""
+    return alias_exists(settings, MODEL_NAME, CHAMPION) or champion_version(settings) is not None
+
+
 def champion_model(settings: Settings) -> LoadedModel:
     """The champion (``models:/heart-risk-classifier@champion``); NoModelError if there is none."""
     version = champion_version(settings)
@@ -185,6 +198,96 @@ def _model_location(mlflow_client: Any, mv: Any) -> str:
         return mlflow_client.get_logged_model(model_id).artifact_location
     return mv.source
 
+def champion_scores(settings: Settings, X: pd.DataFrame) -> ChampionScores | None:
+    """The champion's probabilities on ``X`` for the gate; None without a champion. A champion that
+    cannot score the rows (a model of an older spec, say) is reported with why, not raised."""
+    from heartrisk.model.gate import ChampionScores
+
+    try:
+        champion = champion_model(settings)
+    except NoModelError:
+        return None
+    try:
+        return ChampionScores(champion.version, champion.predict_proba(X))
+    except Exception as exc:
+        return ChampionScores(champion.version, None, f"{type(exc).__name__}: {exc}")
+
+
+# ---------------------------------------------------------------------------------------- registering
+def register_model(settings: Settings, run: TrackedRun, model: RiskModel, example: pd.DataFrame,
+                   tags: dict[str, str], decision: GateDecision, serialization: str = "cloudpickle") -> str:
+    """Log ``model`` as the run's MLflow model and register it as a new version of
+    ``heart-risk-classifier`` with ``tags``; ``champion`` moves to it only if ``decision`` promotes it.
+    Returns the version. ``example`` rows are stored as the model's input example."""
+    from mlflow.exceptions import MlflowException
+
+    logged = _log_model(run, model, example, serialization)
+    mlflow_client = client(settings)
+    try:
+        mlflow_client.create_registered_model(MODEL_NAME)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    # The source is the logged model's folder, not ``models:/<id>``: MLflow's SQL registry resolves
+    # the latter through the process-wide tracking URI (a TODO in mlflow 3.17), which is never set.
+    created = mlflow_client.create_model_version(MODEL_NAME, logged.artifact_location, run_id=run.run_id,
+                                                 tags=tags, model_id=logged.model_id)
+    version = str(created.version)
+    if decision.promoted:
+        promote(settings, version, decision.text)
+    return version
+
+
+def _log_model(run: TrackedRun, model: RiskModel, example: pd.DataFrame, serialization: str) -> Any:
+    """The model as an MLflow logged model of the run (what ``mlflow.sklearn.log_model`` makes, through
+    the run's own client); returns the logged model. ``skops`` records its trusted types with it."""
+    import tempfile
+
+    import mlflow.sklearn
+    from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+    from mlflow.models import Model
+
+    source = run.client.get_run(run.run_id)
+    logged = run.client.create_logged_model(source.info.experiment_id, name="model", source_run_id=run.run_id,
+                                            params=dict(source.data.params))
+    run.client.log_outputs(run.run_id, [LoggedModelOutput(logged.model_id, step=0)])
+    trusted = None
+    if serialization == "skops":
+        import skops.io
+
+        trusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    with tempfile.TemporaryDirectory(prefix="heartrisk-model-") as tmp:
+        folder = f"{tmp}/model"
+        mlflow.sklearn.save_model(
+            model, folder, serialization_format=serialization, skops_trusted_types=trusted,
+            signature=signature(), input_example=example, pyfunc_predict_fn="predict_proba",
+            pip_requirements=_requirements(),
+            mlflow_model=Model(artifact_path=logged.artifact_location, model_uuid=logged.model_id,
+                               run_id=run.run_id, model_id=logged.model_id))
+        run.client.log_model_artifacts(logged.model_id, folder)
+    run.client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+    return logged
+
+
+def signature() -> Any:
+    """The 17 answers in (each optional: Unknown), the two-column probabilities out."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema, TensorSpec
+
+    inputs = Schema([ColSpec("double" if f.is_numeric else "string", f.name, required=False)
+                     for f in FEATURES])
+    outputs = Schema([TensorSpec(np.dtype("float64"), (-1, 2), "probabilities")])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def _requirements() -> list[str]:
+    """Pinned, so MLflow does not infer them (7 s per logged model)."""
+    from importlib.metadata import version
+
+    names = ("scikit-learn", "imbalanced-learn", "lightgbm", "skops", "pandas", "numpy", "shap")
+    return [f"{n}=={version(n)}" for n in names]
+
+
 # ---------------------------------------------------------------------------------------- operator
 def versions(settings: Settings) -> list[dict[str, Any]]:
     """Every registered version, newest first, with its test metrics, tags and aliases."""
@@ -234,8 +337,7 @@ def promote(settings: Settings, version: str, reason: str = "promoted by the ope
         known = ", ".join(v["version"] for v in versions(settings)) or "none"
         raise RegistryError(f"{MODEL_NAME} has no version {version!r} (versions: {known})") from None
     history = champion_history(settings)
-    mlflow_client.set_registered_model_alias(MODEL_NAME, CHAMPION, version)
-    mlflow_client.set_model_version_tag(MODEL_NAME, version, "promoted", stamp(reason))
+    set_champion(mlflow_client, MODEL_NAME, version, reason)
     if not history or history[-1] != version:
         history.append(version)
     mlflow_client.set_registered_model_tag(MODEL_NAME, HISTORY_TAG, ",".join(history))
@@ -254,9 +356,7 @@ def rollback(settings: Settings) -> str:
                             "nothing to roll back to")
     previous = history[-1]
     mlflow_client = client(settings)
-    mlflow_client.set_registered_model_alias(MODEL_NAME, CHAMPION, previous)
-    mlflow_client.set_model_version_tag(MODEL_NAME, previous, "promoted",
-                                        stamp(f"rollback from version {current}"))
+    set_champion(mlflow_client, MODEL_NAME, previous, f"rollback from version {current}")
     mlflow_client.set_registered_model_tag(MODEL_NAME, HISTORY_TAG, ",".join(history))
     return previous
 

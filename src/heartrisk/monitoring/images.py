@@ -1,40 +1,63 @@
-"""The monitoring images batch inference writes to ``<home>/monitoring/`` and logs to its MLflow run.
+"""The monitoring report as files: what batch inference writes to ``<home>/monitoring/`` and logs to
+its MLflow run.
 
-Static PNGs (matplotlib figures built outside pyplot: no display, no global state, safe in the
-scheduler's thread) with CSV/HTML/JSON beside them, so a run in MLflow shows what the dashboard showed
-on that day. The dashboard draws the same numbers live and interactive
-(:mod:`heartrisk.web.dashboard.charts`). Every file is written under a temporary name and renamed, so a
-reader never sees half an image.
+:func:`save_report` turns one :class:`~heartrisk.monitoring.snapshot.Snapshot` into static PNGs
+(matplotlib figures built outside pyplot: no display, no global state, safe in the scheduler's thread)
+with CSV/HTML/JSON beside them, so a run in MLflow shows what the dashboard showed on that day. The
+dashboard draws the same snapshot live and interactive (:mod:`heartrisk.web.dashboard.charts`). Every
+file is written under a temporary name and renamed, so a reader never sees half an image.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from heartrisk.files import atomic_write
-from heartrisk.monitoring.metrics import DriftReport, value_codes
-from heartrisk.monitoring.reads import ShapSample
+from heartrisk.model.plots import figure, save_figure
+from heartrisk.monitoring.colours import DRIFTED, SOURCE_COLOURS, STABLE
+from heartrisk.monitoring.drift import DriftReport
+from heartrisk.monitoring.snapshot import ShapSample, Snapshot, value_codes
 
 METRICS = ("roc_auc", "precision", "recall", "f1")
-SOURCE_COLOURS = {"kaggle": "#4c72b0", "synthetic": "#dd8452", "user": "#55a868"}
 
 
-def figure(**kwargs: Any) -> Any:
-    """A matplotlib Figure outside pyplot: no global state, so safe in the scheduler's thread."""
-    from matplotlib.figure import Figure
+def save_report(snap: Snapshot, folder: Path) -> list[Path]:
+    """Every image and table of the report in ``folder``, then ``summary.json``; returns the paths.
 
-    return Figure(**kwargs)
-
-
-def save_figure(fig: Any, path: Path) -> Path:
-    fig.tight_layout()
-    with atomic_write(path) as partial:
-        fig.savefig(partial, dpi=110, format="png")
-    return path
+    The snapshot must be of a champion (``snap.model``): batch inference writes one after scoring."""
+    version = snap.model["version"]
+    counts = snap.predictions
+    paths = [
+        plot_confusion(np.asarray(snap.confusion_all),
+                       f"champion v{version}: all {counts['champion_rows']:,} predictions",
+                       folder / "confusion_all.png"),
+        plot_confusion(np.asarray(snap.confusion_window),
+                       f"champion v{version}: last {snap.hours:g} h ({counts['window_rows']:,} predictions)",
+                       folder / "confusion_window.png"),
+        save_frame(snap.recent, folder / "recent_predictions.csv"),
+        save_recent_table(snap.recent, folder / "recent_predictions.html"),
+        save_frame(snap.daily, folder / "performance.csv"),
+        plot_performance(snap.daily, folder / "performance.png"),
+    ]
+    if snap.drift is not None:
+        paths += [save_frame(snap.drift.frame(), folder / "drift.csv"),
+                  plot_drift(snap.drift, folder / "drift.png")]
+    if snap.shap is not None:
+        paths.append(plot_shap_summary(
+            snap.shap, folder / "shap_summary.png",
+            f"SHAP of {len(snap.shap.answers):,} recent rows (Kaggle and synthetic), champion v{version}"))
+    summary = folder / "summary.json"
+    with atomic_write(summary) as partial:
+        partial.write_text(json.dumps(
+            {"generated_at": snap.generated_at.isoformat(), "model": snap.model,
+             "metrics_all": snap.metrics_all, "metrics_window": snap.metrics_window,
+             "drift": snap.drift.to_dict() if snap.drift is not None else None},
+            indent=2, default=str))
+    return [*paths, summary]
 
 
 def save_frame(frame: pd.DataFrame, path: Path) -> Path:
@@ -158,7 +181,7 @@ def plot_drift(report: DriftReport, path: Path) -> Path:
     ratio = (frame["value"] / frame["threshold"]).fillna(0)
     fig = figure(figsize=(7, 6))
     ax = fig.subplots()
-    colours = ["#c44e52" if d else "#4c72b0" for d in frame["drifted"]]
+    colours = [DRIFTED if d else STABLE for d in frame["drifted"]]
     ax.barh(frame["feature"], ratio, color=colours)
     ax.axvline(1.0, color="grey", ls="--", lw=0.8)
     ax.invert_yaxis()

@@ -1,13 +1,15 @@
 """What monitoring reads: predictions, recent rows, the champion's reference sample, the synthesizer.
 
-Batch inference and the dashboard both come here, so the images logged to MLflow and the live
-dashboard are drawn from the same rows. Everything is read from the store and the registry as they
-are now; nothing here writes to a feature group.
+The one report (:mod:`heartrisk.monitoring.snapshot`) reads everything through here, so the images
+batch inference logs to MLflow and the live dashboard are drawn from the same rows. Everything is read
+from the store and the registry as they are now; nothing here writes to a feature group. The
+reference samples are cached under ``<home>/monitoring/reference/``, one file per model version; this
+module is the only one that knows that layout (``heartrisk forget`` scrubs it through
+:func:`scrub_reference_samples`).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +24,7 @@ import pyarrow.parquet as pq
 from heartrisk.config import Settings
 from heartrisk.features import FEATURE_NAMES, LABEL
 from heartrisk.files import atomic_write
-from heartrisk.monitoring.metrics import (
+from heartrisk.monitoring.drift import (
     PROBABILITY,
     DriftReport,
     DriftSettings,
@@ -30,12 +32,11 @@ from heartrisk.monitoring.metrics import (
     drift_report,
     pooled_window,
 )
+from heartrisk.monitoring.metrics import volume_by_day
 from heartrisk.store.groups import HEART, HEART_PREDICTIONS, open_group
 
 #: Rows of the champion's training data kept as the drift reference (cached per model version).
 REFERENCE_ROWS = 20_000
-#: Recent rows explained for the SHAP summary.
-SHAP_ROWS = 500
 
 
 # ------------------------------------------------------------------------------------ predictions
@@ -171,50 +172,9 @@ def current_drift(settings: Settings, model: Any, end: datetime, hours: float,
     return drift_report(reference_sample(settings, model), rows, window, config), rows
 
 
-# ---------------------------------------------------------------------------------- explanations
-@dataclass(frozen=True)
-class ShapSample:
-    """SHAP contributions of recent rows (grouped to the 17 questions) and the rows' answers."""
-
-    contributions: pd.DataFrame
-    answers: pd.DataFrame
-    base_value: float
-
-
-def shap_sample(model: Any, rows: pd.DataFrame, size: int = SHAP_ROWS) -> ShapSample | None:
-    """Explain up to ``size`` rows (seeded sample), user rows left out: this feeds a per-row plot."""
-    rows = rows[rows["source"] != "user"] if "source" in rows else rows
-    if rows.empty:
-        return None
-    if len(rows) > size:
-        rows = rows.sample(n=size, random_state=0)
-    answers = rows[list(FEATURE_NAMES)].reset_index(drop=True)
-    contributions = model.explain(answers)
-    return ShapSample(contributions.reset_index(drop=True), answers, float(model.base_value))
-
-
-# --------------------------------------------------------------------------------- model and data
-def model_card(model: Any) -> dict[str, Any]:
-    """What the dashboard says about the champion: version, when, on what data, how good."""
-    return {
-        "version": model.version,
-        "family": getattr(model, "family", ""),
-        "trained_at": model.trained_at.isoformat(timespec="seconds"),
-        "feature_group": model.feature_group,
-        "feature_group_version": model.feature_group_version,
-        "threshold": model.threshold,
-        "base_rate": model.base_rate,
-        "run_id": getattr(model, "run_id", ""),
-        "test_metrics": {k: v for k, v in sorted(model.metrics.items())
-                         if k in ("roc_auc", "pr_auc", "precision", "recall", "f1", "brier",
-                                  "log_loss", "accuracy")},
-    }
-
-
+# --------------------------------------------------------------------------------- data
 def heart_volume(settings: Settings, start: datetime | None = None) -> pd.DataFrame:
     """Rows of ``heart`` per UTC day and source (columns event_time, source only)."""
-    from heartrisk.monitoring.metrics import volume_by_day
-
     return volume_by_day(heart_rows(settings, start, None, columns=["event_time", "source"]))
 
 
@@ -226,9 +186,3 @@ def synthesizer_quality(settings: Settings) -> dict[str, Any]:
         return synthesizer_status(settings)
     except Exception as exc:  # the dashboard shows the rest even if this part cannot be read
         return {"registered": False, "error": f"{type(exc).__name__}: {exc}"}
-
-
-def write_json(path: Path, payload: Any) -> None:
-    """Write JSON atomically (a reader never sees half a file)."""
-    with atomic_write(path) as partial:
-        partial.write_text(json.dumps(payload, indent=2, default=str))

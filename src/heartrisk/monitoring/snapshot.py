@@ -1,17 +1,20 @@
-"""Everything the dashboard shows, computed live from the store and the registry in one pass.
+"""The monitoring report, built once: batch inference saves it, the dashboard renders it.
 
-A :class:`Snapshot` holds aggregates only: metrics, confusion counts, daily volumes, drift figures,
-SHAP values of Kaggle and synthetic rows and the latest Kaggle/synthetic predictions. User rows are
-counted and scored in every aggregate but never listed
-(see :func:`heartrisk.monitoring.metrics.recent_predictions`).
-The page and the JSON API are both drawn from one snapshot, cached for a few seconds per
-(champion, table versions, window), so a page that calls several endpoints reads the tables once.
+:func:`build_snapshot` reads the tables and the registry once and computes every figure: the model
+card, prediction counts, metrics and confusion matrices (all predictions and the recent window),
+performance per day, the latest Kaggle/synthetic predictions, drift against the training data, the
+predicted-risk distributions, SHAP values of recent rows, data volume and the synthesizer's quality.
+A :class:`Snapshot` holds aggregates only: user rows are counted and scored in every aggregate but
+never listed (see :func:`heartrisk.monitoring.metrics.recent_predictions`).
+
+Batch inference writes one as images and files (:func:`heartrisk.monitoring.images.save_report`); the
+dashboard draws one as a page and JSON (:mod:`heartrisk.web.dashboard`). A new monitor or alert reads
+a snapshot too, so it says what the two already say.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,40 +26,43 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from heartrisk.clock import utc_now
 from heartrisk.config import Settings
+from heartrisk.features import BY_NAME, FEATURE_NAMES
+from heartrisk.monitoring.drift import PROBABILITY, DriftReport, DriftSettings, psi_level
 from heartrisk.monitoring.metrics import (
-    PROBABILITY,
-    DriftReport,
-    DriftSettings,
     classification_metrics,
     confusion,
     daily_performance,
-    psi_level,
     recent_predictions,
 )
 from heartrisk.monitoring.reads import (
     Known,
-    ShapSample,
     current_drift,
     heart_volume,
-    model_card,
     read_predictions,
     reference_sample,
-    shap_sample,
     synthesizer_quality,
 )
-from heartrisk.store.groups import HEART, HEART_PREDICTIONS, open_group
+from heartrisk.store.groups import HEART, open_group
 
 
-class DashboardSettings(BaseModel):
-    """Knobs of the dashboard (defaults suit a laptop; a test may shrink them)."""
+class ReportSettings(BaseModel):
+    """What the report covers (defaults suit the dashboard; a test may shrink them)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    hours: float = Field(24, gt=0, le=24 * 366, description="the recent window, in hours")
-    cache_seconds: float = Field(60, ge=0)
-    shap_rows: int = Field(500, ge=10)
-    recent_rows: int = Field(25, ge=1, le=500)
+    hours: float = Field(24, gt=0, description="the recent window, in hours")
+    shap_rows: int = Field(500, ge=10, description="recent rows explained for the SHAP summary")
+    recent_rows: int = Field(25, ge=1, le=500, description="latest predictions listed")
     drift: DriftSettings = DriftSettings()
+
+
+@dataclass(frozen=True)
+class ShapSample:
+    """SHAP contributions of recent rows (grouped to the 17 questions) and the rows' answers."""
+
+    contributions: pd.DataFrame
+    answers: pd.DataFrame
+    base_value: float
 
 
 @dataclass
@@ -133,10 +139,14 @@ class Snapshot:
                 "drift_window": self.drift_json().get("window"), "synthesizer": self.synthesizer}
 
 
-def build_snapshot(settings: Settings, config: DashboardSettings, now: datetime | None = None) -> Snapshot:
-    """Read the tables and the registry once and compute every figure of the dashboard."""
-    from heartrisk.model.registry import NoModelError, champion_model
+def build_snapshot(settings: Settings, config: ReportSettings, now: datetime | None = None,
+                   model: Any = None, rows: pd.DataFrame | None = None) -> Snapshot:
+    """Read the tables and the registry once and compute every figure of the report.
 
+    ``model`` is the champion to report on (default: the registry's champion now); ``rows`` are the
+    ``heart`` rows of the window a caller already read (batch inference), used instead of reading
+    them again.
+    """
     started = time.perf_counter()
     now = now or utc_now()
     snap = Snapshot(generated_at=now, hours=config.hours)
@@ -144,19 +154,21 @@ def build_snapshot(settings: Settings, config: DashboardSettings, now: datetime 
     heart = open_group(settings, HEART)
     if not heart.exists():
         snap.notes.append("the feature store is empty: run `heartrisk ingest`")
-        snap.seconds = time.perf_counter() - started
-        return snap
+        return finished(snap, started)
     snap.volume = heart_volume(settings)
-    try:
-        model = champion_model(settings)
-    except NoModelError as exc:
-        snap.notes.append(str(exc))
-        snap.seconds = time.perf_counter() - started
-        return snap
+    if model is None:
+        from heartrisk.model.registry import NoModelError, champion_model
+
+        try:
+            model = champion_model(settings)
+        except NoModelError as exc:
+            snap.notes.append(str(exc))
+            return finished(snap, started)
     snap.model = model_card(model)
     every = read_predictions(settings)
     mine = every[every["model_version"] == str(model.version)]
-    window = mine[mine["event_time"] >= pd.Timestamp(now) - pd.Timedelta(hours=config.hours)]
+    start = pd.Timestamp(now) - pd.Timedelta(hours=config.hours)
+    window = mine[mine["event_time"] >= start]
     snap.predictions = {
         "rows": len(every), "champion_rows": len(mine), "window_rows": len(window),
         "by_source": {str(k): int(v) for k, v in mine["source"].value_counts().items()},
@@ -169,47 +181,62 @@ def build_snapshot(settings: Settings, config: DashboardSettings, now: datetime 
     snap.confusion_all, snap.confusion_window = confusion(mine).tolist(), confusion(window).tolist()
     snap.daily = daily_performance(every)
     snap.recent = recent_predictions(mine, config.recent_rows)
-    end = now + timedelta(microseconds=1)
-    snap.drift, rows = current_drift(settings, model, end, config.hours, config.drift,
-                                     known=Known(predictions=mine))
+    known = Known(rows=rows, rows_from=None if rows is None else start.to_pydatetime(), predictions=mine)
+    snap.drift, current = current_drift(settings, model, now + timedelta(microseconds=1), config.hours,
+                                        config.drift, known=known)
     snap.probability_reference = reference_sample(settings, model)[PROBABILITY].to_numpy(dtype=float)
-    snap.probability_window = rows[PROBABILITY].dropna().to_numpy(dtype=float)
-    snap.shap = shap_sample(model, rows, config.shap_rows)
+    snap.probability_window = current[PROBABILITY].dropna().to_numpy(dtype=float)
+    snap.shap = shap_sample(model, current, config.shap_rows)
+    return finished(snap, started)
+
+
+def finished(snap: Snapshot, started: float) -> Snapshot:
     snap.seconds = time.perf_counter() - started
     return snap
 
 
-class SnapshotCache:
-    """The latest snapshot per window, rebuilt when a table or the champion moved or it is too old."""
+def model_card(model: Any) -> dict[str, Any]:
+    """What the report says about the champion: version, when, on what data, how good."""
+    return {
+        "version": model.version,
+        "family": getattr(model, "family", ""),
+        "trained_at": model.trained_at.isoformat(timespec="seconds"),
+        "feature_group": model.feature_group,
+        "feature_group_version": model.feature_group_version,
+        "threshold": model.threshold,
+        "base_rate": model.base_rate,
+        "run_id": getattr(model, "run_id", ""),
+        "test_metrics": {k: v for k, v in sorted(model.metrics.items())
+                         if k in ("roc_auc", "pr_auc", "precision", "recall", "f1", "brier",
+                                  "log_loss", "accuracy")},
+    }
 
-    def __init__(self, settings: Settings, config: DashboardSettings) -> None:
-        self.settings = settings
-        self.config = config
-        self._lock = threading.Lock()
-        self._entries: dict[float, tuple[tuple[Any, ...], float, Snapshot]] = {}
 
-    def _state(self) -> tuple[Any, ...]:
-        from heartrisk.model.registry import champion_version
+def shap_sample(model: Any, rows: pd.DataFrame, size: int) -> ShapSample | None:
+    """Explain up to ``size`` rows (seeded sample), user rows left out: this feeds a per-row plot."""
+    rows = rows[rows["source"] != "user"] if "source" in rows else rows
+    if rows.empty:
+        return None
+    if len(rows) > size:
+        rows = rows.sample(n=size, random_state=0)
+    answers = rows[list(FEATURE_NAMES)].reset_index(drop=True)
+    contributions = model.explain(answers)
+    return ShapSample(contributions.reset_index(drop=True), answers, float(model.base_value))
 
-        versions = []
-        for spec in (HEART, HEART_PREDICTIONS):
-            group = open_group(self.settings, spec)
-            versions.append(group.version() if group.exists() else None)
-        return (champion_version(self.settings), *versions)
 
-    def get(self, hours: float | None = None) -> Snapshot:
-        config = self.config if hours is None else self.config.model_copy(update={"hours": hours})
-        state = self._state()
-        with self._lock:
-            entry = self._entries.get(config.hours)
-            if entry and entry[0] == state and time.monotonic() - entry[1] < config.cache_seconds:
-                return entry[2]
-        snap = build_snapshot(self.settings, config)
-        with self._lock:
-            self._entries[config.hours] = (state, time.monotonic(), snap)
-            while len(self._entries) > 8:
-                self._entries.pop(next(iter(self._entries)))
-        return snap
+def value_codes(X: pd.DataFrame) -> pd.DataFrame:
+    """Answers as numbers for colouring a SHAP summary: numbers as they are, answers by their
+    position in the spec's order (No < Yes, 18-24 < … < 80 or older), Unknown as NaN."""
+    out = {}
+    for name in FEATURE_NAMES:
+        spec = BY_NAME[name]
+        column = X[name]
+        if spec.is_numeric:
+            out[name] = pd.to_numeric(column, errors="coerce").astype(float)
+        else:
+            codes = {value: float(i) for i, value in enumerate(spec.values)}
+            out[name] = column.map(codes).astype(float)
+    return pd.DataFrame(out, index=X.index)
 
 
 def clean(values: dict[str, Any]) -> dict[str, Any]:

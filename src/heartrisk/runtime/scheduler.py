@@ -1,33 +1,23 @@
-"""The in-process scheduler of `heartrisk up`, and the job lock every way of running a job shares.
+"""The in-process scheduler of `heartrisk up`: the jobs run on their schedules, one at a time.
 
 The daily feature pipeline, batch inference and the weekly retrain are plain functions that are also
 CLI commands, so cron, Kubernetes or Airflow can run them instead (docs/running.md). Here they run in
 one APScheduler ``BackgroundScheduler`` with a single worker thread, so they never overlap inside the
-process; :func:`job_lock` (one file lock per home) keeps them from overlapping with a hand-run
-``heartrisk daily``/``infer``/``train`` in another process too. The OS releases the lock when its
-holder dies, even by ``kill -9``, so a crash never leaves a lock that blocks the next start.
-
-Each run is recorded in ``<home>/jobs.json`` (replaced atomically): when it started and ended, how it
-ended, its error. That record is what ``heartrisk status`` shows, what retries count, and how a run
-missed while the system was down is found and run once at the next start.
+process; the job lock (:mod:`heartrisk.runtime.lock`) keeps them from overlapping with a hand-run
+``heartrisk daily``/``infer``/``train`` in another process too. A failed run is retried with backoff;
+a run missed while the system was down, or cut short, runs once at the next start.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import json
 import logging
-import os
-import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, tzinfo
-from pathlib import Path
+from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.events import (
     EVENT_JOB_ADDED,
@@ -37,326 +27,17 @@ from apscheduler.events import (
 )
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
-from apscheduler.triggers.interval import IntervalTrigger
-from filelock import FileLock, Timeout
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-from tzlocal import get_localzone
 
 from heartrisk.clock import utc_now
-from heartrisk.config import Settings, settings_from_env
-from heartrisk.errors import UserError
-from heartrisk.files import atomic_write
+from heartrisk.config import Settings
+from heartrisk.runtime.lock import error_text, job_lock
+from heartrisk.runtime.schedule import Schedule, ScheduleSettings
+from heartrisk.runtime.state import JobState, iso, parse_time
 
-log = logging.getLogger("heartrisk.scheduler")
-
-STATE_FILE = "jobs.json"
-JOBS_LOCK = "jobs.lock"
-STATE_LOCK = "jobs-state.lock"
-#: Seconds a state update waits for another process's update (they take milliseconds).
-STATE_LOCK_TIMEOUT_S = 30
-OFF = ("off", "never", "none", "")
-
-#: Environment variables of the schedule settings (docs/running.md lists the same).
-SCHEDULE_ENV_VARS: dict[str, str] = {
-    "daily": "HEARTRISK_DAILY_SCHEDULE",
-    "infer": "HEARTRISK_INFER_SCHEDULE",
-    "retrain": "HEARTRISK_RETRAIN_SCHEDULE",
-    "retries": "HEARTRISK_JOB_RETRIES",
-    "backoff_s": "HEARTRISK_JOB_BACKOFF",
-    "timezone": "HEARTRISK_TIMEZONE",
-}
+log = logging.getLogger(__name__)
 
 
-class JobBusyError(UserError, RuntimeError):
-    """Another job holds the home's job lock and the caller would not wait (longer)."""
-
-
-# ---------------------------------------------------------------------------------------------- schedules
-_EVERY = re.compile(r"^every\s+(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)?$", re.IGNORECASE)
-_UNIT_S = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
-_CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """When a job runs: ``"every 30s"`` (also ``m``, ``h``, ``d``), a crontab line such as
-    ``"0 2 * * *"`` (minute hour day month weekday, weekday 0 or 7 = Sunday as in cron), or ``off``."""
-
-    text: str
-    interval_s: float | None = None
-    cron: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> Schedule:
-        spec = " ".join(text.strip().split())
-        if spec.lower() in OFF:
-            return cls(text="off")
-        if match := _EVERY.match(spec):
-            seconds = float(match.group(1)) * _UNIT_S[(match.group(2) or "s").lower()]
-            if seconds <= 0:
-                raise ValueError(f"{text!r}: the interval must be more than 0 seconds")
-            return cls(text=spec, interval_s=seconds)
-        fields = spec.split(" ")
-        if len(fields) != 5:
-            raise ValueError(f"{text!r}: expected 'every 30s|5m|2h|1d', a crontab line of 5 fields "
-                             "such as '0 2 * * *', or 'off'")
-        # APScheduler 3 counts weekdays from Monday = 0; cron from Sunday = 0 (and 7). Use names.
-        fields[4] = re.sub(r"(?<![/\d])\d+",
-                           lambda m: _CRON_DAYS[int(m.group()) % 7] if int(m.group()) <= 7 else m.group(),
-                           fields[4])
-        cron = " ".join(fields)
-        try:
-            CronTrigger.from_crontab(cron, timezone=UTC)
-        except ValueError as exc:
-            raise ValueError(f"{text!r}: {exc}") from None
-        return cls(text=spec, cron=cron)
-
-    @property
-    def enabled(self) -> bool:
-        return self.interval_s is not None or self.cron is not None
-
-    def trigger(self, tz: tzinfo) -> BaseTrigger | None:
-        """The APScheduler trigger; intervals count from now, cron lines follow the clock."""
-        if self.interval_s is not None:
-            return IntervalTrigger(seconds=self.interval_s, timezone=tz)
-        if self.cron is not None:
-            return CronTrigger.from_crontab(self.cron, timezone=tz)
-        return None
-
-    def next_after(self, moment: datetime, tz: tzinfo) -> datetime | None:
-        """The first time this schedule fires strictly after ``moment``."""
-        if self.interval_s is not None:
-            return moment + timedelta(seconds=self.interval_s)
-        if self.cron is not None:
-            trigger = CronTrigger.from_crontab(self.cron, timezone=tz)
-            return trigger.get_next_fire_time(None, moment.astimezone(tz) + timedelta(microseconds=1))
-        return None
-
-
-class ScheduleSettings(BaseModel):
-    """When the jobs of `heartrisk up` run and how failures are retried. ``extra="forbid"``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    daily: str = Field(default="0 2 * * *", description="feature pipeline (default 02:00 every day)")
-    infer: str = Field(default="30 2 * * *", description="batch inference (default 02:30 every day)")
-    retrain: str = Field(default="0 4 * * sun",
-                         description="retrain through the champion gate (default Sunday 04:00)")
-    retries: int = Field(default=3, ge=0, description="retries of a failed run before the next regular one")
-    backoff_s: float = Field(default=60.0, gt=0,
-                             description="seconds before the first retry; doubles with each retry")
-    timezone: str | None = Field(default=None, description="time zone of the cron lines (default: local)")
-
-    @field_validator("daily", "infer", "retrain")
-    @classmethod
-    def _valid_schedule(cls, value: str) -> str:
-        return Schedule.parse(value).text
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str | None) -> str | None:
-        if value:
-            try:
-                ZoneInfo(value)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ValueError(f"{value!r} is not a time zone name such as 'UTC' or "
-                                 "'Europe/Paris'") from None
-        return value
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> ScheduleSettings:
-        """Schedule settings from ``HEARTRISK_*`` variables, CLI options as overrides."""
-        return settings_from_env(cls, SCHEDULE_ENV_VARS, "schedule", env, overrides)
-
-    def schedule(self, job: str) -> Schedule:
-        return Schedule.parse(getattr(self, job))
-
-    def tz(self) -> tzinfo:
-        return ZoneInfo(self.timezone) if self.timezone else get_localzone()
-
-
-# ---------------------------------------------------------------------------------------------- state
-def _iso(moment: datetime | None) -> str | None:
-    return moment.astimezone(UTC).isoformat() if moment else None
-
-
-def _parse(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
-
-
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-class JobState:
-    """``<home>/jobs.json``: each job's last run and the `up` process, shared by every process.
-
-    Updates are read-modify-write under a small file lock and land with ``os.replace``, so a reader
-    (``heartrisk status``) sees the old file or the new one, never half of one, even after ``kill -9``.
-    """
-
-    def __init__(self, settings: Settings) -> None:
-        self.path = settings.home / STATE_FILE
-        self.locks_dir = settings.locks_dir
-
-    def read(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.path.read_text())
-        except FileNotFoundError:
-            data = {}
-        except json.JSONDecodeError:
-            log.warning("%s is not valid JSON; starting a fresh job record", self.path)
-            data = {}
-        data.setdefault("jobs", {})
-        return data
-
-    def job(self, name: str) -> dict[str, Any]:
-        return dict(self.read()["jobs"].get(name, {}))
-
-    def jobs(self) -> dict[str, dict[str, Any]]:
-        """Every job's record, by name ({} before any job ran)."""
-        return self.read()["jobs"]
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.locks_dir.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.locks_dir / STATE_LOCK), timeout=STATE_LOCK_TIMEOUT_S):
-            yield
-
-    def update(self, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-        """Apply ``change`` to the state and write it back atomically; returns the new state."""
-        with self._locked():
-            data = self.read()
-            change(data)
-            self._write(data)
-        return data
-
-    def update_job(self, name: str, **values: Any) -> None:
-        self.update(lambda data: data["jobs"].setdefault(name, {}).update(values))
-
-    def update_up(self, **values: Any) -> None:
-        self.update(lambda data: data.setdefault("up", {}).update(values))
-
-    def _write(self, data: dict[str, Any]) -> None:
-        with atomic_write(self.path) as partial:
-            partial.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-
-    def mark_interrupted(self) -> list[str]:
-        """Runs recorded as running whose process is gone (killed, machine off): mark them
-        interrupted so status says so and the next start runs them again."""
-        found: list[str] = []
-
-        def change(data: dict[str, Any]) -> None:
-            for name, job in data["jobs"].items():
-                if job.get("last_outcome") == "running" and not pid_alive(job.get("pid")):
-                    job["last_outcome"] = "interrupted"
-                    job["last_error"] = f"the process (pid {job.get('pid')}) stopped during the run"
-                    job["last_end"] = None
-                    found.append(name)
-
-        self.update(change)
-        return found
-
-
-# ---------------------------------------------------------------------------------------------- job lock
-@dataclass
-class JobRun:
-    """Handed to the body of :func:`job_lock`: set ``summary`` to say what the run did."""
-
-    name: str
-    trigger: str
-    started: datetime
-    summary: str | None = None
-
-
-def _holder(state: JobState) -> str:
-    running = [(name, job) for name, job in state.read()["jobs"].items()
-               if job.get("last_outcome") == "running" and pid_alive(job.get("pid"))]
-    if not running:
-        return "another job"
-    name, job = running[0]
-    return f"job '{name}' (pid {job.get('pid')}, started {str(job.get('last_start'))[:19]})"
-
-
-@contextlib.contextmanager
-def job_lock(
-    settings: Settings,
-    name: str,
-    *,
-    trigger: str = "manual",
-    wait: float | None = None,
-    on_wait: Callable[[str], None] | None = None,
-) -> Iterator[JobRun]:
-    """Run job ``name`` alone: hold the home's job lock and record the run in ``jobs.json``.
-
-    One lock for all jobs (not one per job): on two cores a retrain next to a synthesizer fit only
-    slows both, and a feature pipeline next to inference would score a table that is moving.
-    ``wait`` is how many seconds to wait for the holder (``None``: as long as it takes); ``on_wait``
-    gets one message naming the holder when the lock is busy. The body's exception is recorded as
-    the run's error and re-raised.
-    """
-    settings.ensure_home()
-    state = JobState(settings)
-    lock = FileLock(str(settings.locks_dir / JOBS_LOCK), timeout=-1)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        message = f"{name}: waiting for {_holder(state)} to finish"
-        if on_wait is not None:
-            on_wait(message)
-        try:
-            lock.acquire(timeout=-1 if wait is None else wait)
-        except Timeout:
-            raise JobBusyError(f"cannot run {name}: {_holder(state)} still holds the job lock "
-                               f"after {wait:g} s") from None
-    try:
-        run = JobRun(name=name, trigger=trigger, started=utc_now())
-        # The previous error stays visible while a retry runs; success clears it.
-        state.update_job(name, last_start=_iso(run.started), last_end=None, last_outcome="running",
-                         last_trigger=trigger, pid=os.getpid())
-        try:
-            yield run
-        except BaseException as exc:
-            state.update(functools.partial(_record_end, run=run, exc=exc))
-            raise
-        state.update(functools.partial(_record_end, run=run, exc=None))
-    finally:
-        lock.release()
-
-
-def _record_end(data: dict[str, Any], run: JobRun, exc: BaseException | None) -> None:
-    """Write how a run ended into the state: ok, failed (counted for retries) or interrupted."""
-    ended = utc_now()
-    job = data["jobs"].setdefault(run.name, {})
-    job.update(last_end=_iso(ended), duration_s=round((ended - run.started).total_seconds(), 3))
-    if exc is None:
-        job.update(last_outcome="ok", last_error=None, last_summary=run.summary,
-                   last_success=_iso(ended), failures=0, runs=int(job.get("runs", 0)) + 1,
-                   next_retry=None)
-    elif isinstance(exc, KeyboardInterrupt | SystemExit):
-        job.update(last_outcome="interrupted", last_error="stopped before the end of the run")
-    else:
-        job.update(last_outcome="failed", last_error=_error_text(exc),
-                   failures=int(job.get("failures", 0)) + 1, runs=int(job.get("runs", 0)) + 1)
-
-
-def _error_text(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-# ---------------------------------------------------------------------------------------------- scheduler
 @dataclass
 class Job:
     """A job the scheduler runs: a function returning a one-line summary (or None).
@@ -415,7 +96,7 @@ class JobScheduler:
             if reason:
                 at_start.append((name, reason))
             self.state.update_job(name, schedule=job.schedule.text if job.schedule else "at start",
-                                  registered=record.get("registered") or _iso(now),
+                                  registered=record.get("registered") or iso(now),
                                   description=job.description)
             trigger = job.schedule.trigger(self.tz) if job.schedule else None
             if trigger is not None:
@@ -441,7 +122,7 @@ class JobScheduler:
                 return "interrupted"
             record = self.state.job(job.name)
         if job.schedule is not None and job.schedule.enabled:
-            reference = _parse(record.get("last_start")) or _parse(record.get("registered"))
+            reference = parse_time(record.get("last_start")) or parse_time(record.get("registered"))
             due = job.schedule.next_after(reference, self.tz) if reference else None
             if due is not None and due <= now:
                 return "missed"
@@ -450,7 +131,7 @@ class JobScheduler:
                 wanted = job.run_at_start()
             except Exception as exc:  # cannot tell: run it, and let the run show what is wrong
                 log.warning("%s: could not tell whether it should run at start (%s); running it",
-                            job.name, _error_text(exc))
+                            job.name, error_text(exc))
                 return "start"
             if wanted:
                 return "start"
@@ -458,14 +139,14 @@ class JobScheduler:
 
     def _finished_anyway(self, job: Job, record: dict[str, Any]) -> bool:
         """Whether the interrupted run had in fact completed its work (then it is recorded as ok)."""
-        started = _parse(record.get("last_start"))
+        started = parse_time(record.get("last_start"))
         if job.finished_since is None or started is None:
             return False
         try:
             finished = job.finished_since(started)
         except Exception as exc:  # cannot tell: run it again; the job itself must stay idempotent
             log.warning("%s: could not tell whether the interrupted run finished (%s); running it again",
-                        job.name, _error_text(exc))
+                        job.name, error_text(exc))
             return False
         if finished:
             log.info("%s: the run cut short last time had finished its work; not running it again",
@@ -493,7 +174,7 @@ class JobScheduler:
                 run.summary = job.func()
         except Exception as exc:
             log.error("%s: failed after %.1f s: %s", name, time.monotonic() - started,
-                      _error_text(exc), exc_info=log.isEnabledFor(logging.DEBUG))
+                      error_text(exc), exc_info=log.isEnabledFor(logging.DEBUG))
             self._retry_later(name, attempt + 1)
         else:
             log.info("%s: done in %.1f s%s", name, time.monotonic() - started,
@@ -527,7 +208,7 @@ class JobScheduler:
         delay = self.schedule.backoff_s * 2 ** (attempt - 1)
         when = utc_now() + timedelta(seconds=delay)
         log.warning("%s: retry %d of %d in %s", name, attempt, self.schedule.retries, _seconds(delay))
-        self.state.update_job(name, next_retry=_iso(when))
+        self.state.update_job(name, next_retry=iso(when))
         if self.scheduler.running:
             self.scheduler.add_job(self._execute, DateTrigger(when), args=[name, "retry", attempt],
                                    id=f"{name}.retry", replace_existing=True)
@@ -550,7 +231,7 @@ class JobScheduler:
 
         def change(data: dict[str, Any]) -> None:
             for name, when in runs.items():
-                data["jobs"].setdefault(name, {})["next_run"] = _iso(when)
+                data["jobs"].setdefault(name, {})["next_run"] = iso(when)
 
         try:
             self.state.update(change)
@@ -583,75 +264,3 @@ def _seconds(value: float) -> str:
     if value < 7200:
         return f"{value / 60:.0f} min"
     return f"{value / 3600:.1f} h"
-
-
-# ---------------------------------------------------------------------------------------------- status
-def schedule_status(settings: Settings) -> dict[str, Any]:
-    """The `schedule` section of `heartrisk status`: the `up` process, each job's last and next run."""
-    data = JobState(settings).read()
-    up = dict(data.get("up", {}))
-    alive = bool(up) and up.get("stopped_at") is None and pid_alive(up.get("pid"))
-    report: dict[str, Any] = {"up": {"running": alive, **{k: v for k, v in up.items() if v is not None}}}
-    if not up:
-        report["up"] = {"running": False, "note": "`heartrisk up` has not run on this home"}
-    jobs: dict[str, Any] = {}
-    for name, job in sorted(data["jobs"].items()):
-        outcome = job.get("last_outcome")
-        if outcome == "running" and not pid_alive(job.get("pid")):
-            outcome = "interrupted"
-        entry = {
-            "schedule": job.get("schedule"),
-            "next_run": job.get("next_run") if alive else None,
-            "last_outcome": outcome or "never run",
-            "last_start": job.get("last_start"),
-            "last_end": job.get("last_end"),
-            "duration_s": job.get("duration_s"),
-            "last_trigger": job.get("last_trigger"),
-            "last_summary": job.get("last_summary"),
-            "last_error": job.get("last_error"),
-            "last_success": job.get("last_success"),
-            "failures_in_a_row": job.get("failures", 0),
-            "next_retry": job.get("next_retry") if alive else None,
-            "runs": job.get("runs", 0),
-        }
-        jobs[name] = {k: v for k, v in entry.items() if v is not None}
-    report["jobs"] = jobs
-    return report
-
-
-def lock_path(settings: Settings) -> Path:
-    return settings.locks_dir / JOBS_LOCK
-
-
-def schedule_table(section: dict[str, Any]) -> list[Any]:
-    """The `schedule` section for people: a line about `up`, then one row per job."""
-    from rich.table import Table
-
-    up = section.get("up", {})
-    if up.get("running"):
-        head = f"[bold]heartrisk up[/] pid {up.get('pid')}: {up.get('phase', '')}"
-        if up.get("urls"):
-            head += f" · {up['urls'].get('form')}"
-    else:
-        head = "[bold]heartrisk up[/] is not running" + (
-            f" (stopped {_local(up['stopped_at'])})" if up.get("stopped_at") else "")
-    table = Table("job", "schedule", "next run", "last run", "outcome", "took", "summary or error",
-                  title="jobs")
-    colours = {"ok": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}
-    for name, job in section.get("jobs", {}).items():
-        outcome = job.get("last_outcome", "")
-        shown = f"[{colours[outcome]}]{outcome}[/]" if outcome in colours else outcome
-        if job.get("failures_in_a_row"):
-            shown += f" ({job['failures_in_a_row']} in a row)"
-        next_run = f"retry {_local(job['next_retry'])}" if job.get("next_retry") else _local(
-            job.get("next_run"))
-        table.add_row(name, job.get("schedule", ""), next_run, _local(job.get("last_start")), shown,
-                      f"{job['duration_s']:.1f} s" if job.get("duration_s") is not None else "",
-                      job.get("last_error") or job.get("last_summary") or "")
-    return [head, table]
-
-
-def _local(text: str | None) -> str:
-    """An ISO time from the state file as local wall-clock time, for people."""
-    moment = _parse(text)
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else ""

@@ -12,10 +12,44 @@ from typing import Any
 from heartrisk.config import Settings
 from heartrisk.jobs.infer import infer_status
 from heartrisk.model.registry import registry_status
-from heartrisk.runtime.scheduler import schedule_status
+from heartrisk.runtime.state import JobState, pid_alive
 from heartrisk.sources.quarantine import quarantine_status
 from heartrisk.store.groups import store_status
 from heartrisk.synth.registry import synthesizer_status
+
+
+def schedule_status(settings: Settings) -> dict[str, Any]:
+    """The `schedule` section of `heartrisk status`: the `up` process, each job's last and next run."""
+    data = JobState(settings).read()
+    up = dict(data.get("up", {}))
+    alive = bool(up) and up.get("stopped_at") is None and pid_alive(up.get("pid"))
+    report: dict[str, Any] = {"up": {"running": alive, **{k: v for k, v in up.items() if v is not None}}}
+    if not up:
+        report["up"] = {"running": False, "note": "`heartrisk up` has not run on this home"}
+    jobs: dict[str, Any] = {}
+    for name, job in sorted(data["jobs"].items()):
+        outcome = job.get("last_outcome")
+        if outcome == "running" and not pid_alive(job.get("pid")):
+            outcome = "interrupted"
+        entry = {
+            "schedule": job.get("schedule"),
+            "next_run": job.get("next_run") if alive else None,
+            "last_outcome": outcome or "never run",
+            "last_start": job.get("last_start"),
+            "last_end": job.get("last_end"),
+            "duration_s": job.get("duration_s"),
+            "last_trigger": job.get("last_trigger"),
+            "last_summary": job.get("last_summary"),
+            "last_error": job.get("last_error"),
+            "last_success": job.get("last_success"),
+            "failures_in_a_row": job.get("failures", 0),
+            "next_retry": job.get("next_retry") if alive else None,
+            "runs": job.get("runs", 0),
+        }
+        jobs[name] = {k: v for k, v in entry.items() if v is not None}
+    report["jobs"] = jobs
+    return report
+
 
 SECTIONS: dict[str, Callable[[Settings], dict[str, Any]]] = {
     "feature_groups": store_status,

@@ -19,7 +19,6 @@ import logging
 import os
 import signal
 import socket
-import sqlite3
 import sys
 import threading
 import time
@@ -35,9 +34,12 @@ from rich.console import Console
 from heartrisk.clock import utc_now
 from heartrisk.config import Settings
 from heartrisk.errors import UserError
-from heartrisk.runtime.scheduler import Job, JobScheduler, JobState, ScheduleSettings, job_lock, pid_alive
+from heartrisk.runtime.lock import job_lock
+from heartrisk.runtime.schedule import ScheduleSettings
+from heartrisk.runtime.scheduler import Job, JobScheduler
+from heartrisk.runtime.state import JobState, pid_alive
 
-log = logging.getLogger("heartrisk.up")
+log = logging.getLogger(__name__)
 UP_LOCK = "up.lock"
 
 
@@ -66,50 +68,30 @@ class UpOptions(BaseModel):
 
 
 # ------------------------------------------------------------------------------------------ the jobs
-def train_settings(quick: bool) -> Any:
-    from heartrisk.jobs.train import TrainSettings
-
-    return TrainSettings.for_quick() if quick else TrainSettings()
-
-
-def synth_settings(options: UpOptions) -> Any:
-    from heartrisk.synth.synthesizer import SynthSettings
-
-    return SynthSettings.quick() if options.quick else SynthSettings()
-
-
 def ingest_job(settings: Settings) -> str:
     from heartrisk.jobs.ingest import ingest
 
-    result = ingest(settings, settings.csv)
-    return (f"{result.path.name}: {result.inserted:,} rows added, {result.skipped:,} already stored "
-            f"(heart v{result.table_version})")
+    return ingest(settings, settings.csv).summary
 
 
 def train_job(settings: Settings, quick: bool) -> str:
-    from heartrisk.jobs.train import train
+    from heartrisk.jobs.train import TrainSettings, train
 
-    result = train(settings, train_settings(quick))
-    what = "quick settings" if quick else "full settings"
-    return f"version {result.version} ({result.family}, {what}): {result.decision}"
+    return train(settings, TrainSettings.for_quick() if quick else TrainSettings()).summary
 
 
 def synth_job(settings: Settings, options: UpOptions) -> str:
     from heartrisk.jobs.synth_train import train_synthesizer
+    from heartrisk.synth.fit import SynthSettings
 
-    result = train_synthesizer(settings, synth_settings(options), show_progress=False)
-    return f"synthesizer version {result.version}: {result.decision}"  # the decision has the figures
+    synth = SynthSettings.quick() if options.quick else SynthSettings()
+    return train_synthesizer(settings, synth, show_progress=False).summary
 
 
 def daily_job(settings: Settings, options: UpOptions) -> str:
     from heartrisk.jobs.daily import run_daily
 
-    synthetic = options.synthetic if has_synthesizer(settings) else 0
-    result = run_daily(settings, synthetic=synthetic)
-    note = "" if synthetic or not options.synthetic else " (no synthesizer yet)"
-    what = "finished the run cut short: " if result.resumed else ""
-    return (f"{what}{result.synthetic_rows} synthetic{note} and {result.user_rows} user rows "
-            f"(heart v{result.table_version})")
+    return run_daily(settings, synthetic=options.synthetic, require_synthesizer=False).summary
 
 
 def daily_finished_since(settings: Settings, moment: datetime) -> bool:
@@ -121,7 +103,7 @@ def daily_finished_since(settings: Settings, moment: datetime) -> bool:
 def infer_job(settings: Settings, options: UpOptions) -> str:
     from heartrisk.jobs.infer import run_infer
 
-    return run_infer(settings, hours=options.hours).message
+    return run_infer(settings, hours=options.hours).summary
 
 
 def has_heart_rows(settings: Settings) -> bool:
@@ -136,20 +118,9 @@ def has_heart_rows(settings: Settings) -> bool:
 
 
 def has_champion(settings: Settings) -> bool:
-    """Whether the registry has a champion. On the default SQLite registry one read-only query
-    answers "yes" without importing MLflow (seconds, which the server loads in the background
-    anyway); any other answer is checked through MLflow."""
-    from heartrisk.model.registry import CHAMPION, MODEL_NAME, champion_version
+    from heartrisk.model.registry import has_champion as registry_has_champion
 
-    uri = settings.tracking_uri
-    if uri.startswith("sqlite:///") and Path(uri.removeprefix("sqlite:///")).is_file():
-        with contextlib.suppress(sqlite3.Error), contextlib.closing(sqlite3.connect(
-                f"file:{uri.removeprefix('sqlite:///')}?mode=ro", uri=True, timeout=5)) as db:
-            found = db.execute("SELECT 1 FROM registered_model_aliases WHERE name = ? AND alias = ?",
-                               (MODEL_NAME, CHAMPION)).fetchone()
-            if found:
-                return True
-    return champion_version(settings) is not None
+    return registry_has_champion(settings)
 
 
 def has_full_training(settings: Settings) -> bool:
@@ -438,12 +409,11 @@ def configure_logging() -> None:
     """Job progress on the terminal: our loggers at INFO, libraries at WARNING."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
-    for name in ("heartrisk.scheduler", "heartrisk.up"):
-        logger = logging.getLogger(name)
-        logger.setLevel(logging.INFO)
-        if not logger.handlers:
-            logger.addHandler(handler)
-        logger.propagate = False
+    logger = logging.getLogger("heartrisk.runtime")  # the scheduler, the job record, `up` itself
+    logger.setLevel(logging.INFO)
+    if not logger.handlers:
+        logger.addHandler(handler)
+    logger.propagate = False
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 

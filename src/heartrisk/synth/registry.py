@@ -21,15 +21,13 @@ from urllib.request import url2pathname
 
 import pandas as pd
 
-from heartrisk.clock import stamp
 from heartrisk.config import Settings
 from heartrisk.synth.gate import GATED_METRICS, ChampionFigures, GateDecision
 from heartrisk.synth.synthesizer import SynthError, Synthesizer
+from heartrisk.tracking import CHAMPION, TrackedRun, set_champion, tracking_exists
 from heartrisk.tracking import client as tracking_client
-from heartrisk.tracking import tracking_exists
 
 REGISTERED_MODEL = "heart-synthesizer"
-CHAMPION = "champion"
 EXPERIMENT = "synthesizer"
 #: Artifact path of the pyfunc model inside its run; its data folder (MLmodel names where it went).
 MODEL_ARTIFACT = "synthesizer"
@@ -43,7 +41,6 @@ QUALITY_TAGS = ("quality_overall", "quality_column_shapes", "quality_column_pair
 TRAIN_HINT = "train one with `heartrisk synth train`"
 #: Tags of a version: the gate's decision when it was registered; when and why it became champion.
 DECISION_TAG = "decision"
-PROMOTED_TAG = "promoted"
 
 
 class SynthesizerMissingError(SynthError):
@@ -73,31 +70,14 @@ def _requirements() -> list[str]:
     return pins
 
 
-def log_synthesizer(settings: Settings, run_id: str, synth: Synthesizer) -> tuple[str, str]:
-    """Save ``synth`` as a pyfunc model into the run's artifacts; returns (source URI, sha256)."""
-    import mlflow.pyfunc
-
-    client = tracking_client(settings)
-    with tempfile.TemporaryDirectory(prefix="heartrisk-synth-") as tmp:
-        data = Path(tmp) / "data" / DATA_FOLDER
-        sha = synth.save(data)
-        model_dir = Path(tmp) / MODEL_ARTIFACT
-        mlflow.pyfunc.save_model(
-            str(model_dir), loader_module=__name__, data_path=str(data),
-            pip_requirements=_requirements(),
-            metadata={"heartrisk": "synthesizer", SHA_TAG: sha},
-        )
-        client.log_artifacts(run_id, str(model_dir), MODEL_ARTIFACT)
-    source = f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{MODEL_ARTIFACT}"
-    return source, sha
-
-
-def register_synthesizer(settings: Settings, run_id: str, source: str, sha: str,
-                         metrics: dict[str, float], decision: GateDecision) -> str:
-    """A new version of ``heart-synthesizer`` from a logged model, tagged with its figures and the
-    gate's ``decision``; ``champion`` moves to it only if the decision promotes it."""
+def register_synthesizer(settings: Settings, run: TrackedRun, synth: Synthesizer, metrics: dict[str, float],
+                         decision: GateDecision) -> str:
+    """Log ``synth`` into the run and register it as a new version of ``heart-synthesizer``, tagged with
+    its figures and the gate's ``decision``; ``champion`` moves to it only if the decision promotes it.
+    Returns the version."""
     from mlflow.exceptions import MlflowException
 
+    source, sha = _log_synthesizer(run, synth)
     client = tracking_client(settings)
     try:
         client.create_registered_model(REGISTERED_MODEL, description=(
@@ -107,15 +87,27 @@ def register_synthesizer(settings: Settings, run_id: str, source: str, sha: str,
             raise
     tags = {SHA_TAG: sha, DECISION_TAG: decision.text,
             **{k: f"{metrics[k]:.4f}" for k in QUALITY_TAGS if k in metrics}}
-    created = client.create_model_version(REGISTERED_MODEL, source, run_id=run_id, tags=tags)
+    created = client.create_model_version(REGISTERED_MODEL, source, run_id=run.run_id, tags=tags)
     if decision.promoted:
-        _make_champion(client, str(created.version), decision.text)
+        set_champion(client, REGISTERED_MODEL, str(created.version), decision.text)
     return str(created.version)
 
 
-def _make_champion(client: Any, version: str, reason: str) -> None:
-    client.set_registered_model_alias(REGISTERED_MODEL, CHAMPION, version)
-    client.set_model_version_tag(REGISTERED_MODEL, version, PROMOTED_TAG, stamp(reason))
+def _log_synthesizer(run: TrackedRun, synth: Synthesizer) -> tuple[str, str]:
+    """Save ``synth`` as a pyfunc model into the run's artifacts; returns (source URI, sha256)."""
+    import mlflow.pyfunc
+
+    with tempfile.TemporaryDirectory(prefix="heartrisk-synth-") as tmp:
+        data = Path(tmp) / "data" / DATA_FOLDER
+        sha = synth.save(data)
+        model_dir = Path(tmp) / MODEL_ARTIFACT
+        mlflow.pyfunc.save_model(
+            str(model_dir), loader_module=__name__, data_path=str(data),
+            pip_requirements=_requirements(),
+            metadata={"heartrisk": "synthesizer", SHA_TAG: sha},
+        )
+        run.log_artifacts(model_dir, MODEL_ARTIFACT)
+    return f"{run.artifact_uri}/{MODEL_ARTIFACT}", sha
 
 
 def champion_figures(settings: Settings) -> ChampionFigures | None:
@@ -156,7 +148,7 @@ def promote_synthesizer(settings: Settings, version: str, reason: str = "promote
             f"{REGISTERED_MODEL} has no version {version!r} "
             f"(versions: {', '.join(known) if known else f'none; {TRAIN_HINT}'})")
     load_synthesizer(settings, model_version=version)  # raises SynthesizerCorruptError, naming it
-    _make_champion(tracking_client(settings), version, reason)
+    set_champion(tracking_client(settings), REGISTERED_MODEL, version, reason)
     return version
 
 

@@ -12,11 +12,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from heartrisk.features import BY_NAME, FEATURE_NAMES
-from heartrisk.monitoring.metrics import value_codes
-from heartrisk.monitoring.snapshot import Snapshot
+from heartrisk.monitoring.colours import DRIFTED, METRIC_COLOURS, SOURCE_COLOURS, STABLE
+from heartrisk.monitoring.snapshot import Snapshot, value_codes
 
-SOURCE_COLOURS = {"kaggle": "#4c72b0", "synthetic": "#dd8452", "user": "#55a868"}
-METRIC_COLOURS = {"roc_auc": "#4c72b0", "precision": "#dd8452", "recall": "#55a868", "f1": "#c44e52"}
 LAYOUT = {"margin": {"l": 60, "r": 20, "t": 40, "b": 40}, "template": "plotly_white",
           "font": {"size": 12}}
 
@@ -92,7 +90,7 @@ def drift_figure(snap: Snapshot) -> go.Figure:
     ratio = (frame["value"] / frame["threshold"]).fillna(0)
     fig.add_trace(go.Bar(
         x=ratio, y=frame["feature"], orientation="h",
-        marker_color=["#c44e52" if d else "#4c72b0" for d in frame["drifted"]],
+        marker_color=[DRIFTED if d else STABLE for d in frame["drifted"]],
         customdata=frame[["method", "value", "threshold"]].to_numpy(),
         hovertemplate="%{y}: %{customdata[0]} %{customdata[1]:.4f} "
                       "(threshold %{customdata[2]})<extra></extra>"))

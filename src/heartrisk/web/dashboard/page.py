@@ -13,7 +13,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from heartrisk.monitoring.metrics import psi_level
+from heartrisk.monitoring.drift import psi_level
 from heartrisk.monitoring.snapshot import Snapshot
 from heartrisk.web.dashboard import charts
 

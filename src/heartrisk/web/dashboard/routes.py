@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from heartrisk.config import Settings
-from heartrisk.monitoring.snapshot import DashboardSettings, SnapshotCache
+from heartrisk.web.dashboard.cache import DashboardSettings, SnapshotCache
 from heartrisk.web.dashboard.page import dashboard_page, login_page
 from heartrisk.web.guard.auth import COOKIE, REALM, SESSION_SECONDS, OperatorAuth
 
