@@ -7,6 +7,7 @@ backend, so drawing is safe in the scheduler's thread and in a server (pyplot is
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,41 +68,42 @@ def confusion_plot(y: np.ndarray, p: np.ndarray, threshold: float, title: str, p
 
 
 def roc_plot(y: np.ndarray, p: np.ndarray, title: str, path: Path) -> Path:
-    fig = figure(figsize=(4.5, 4))
-    ax = fig.subplots()
-    fpr, tpr, _ = roc_curve(y, p)
-    ax.plot(fpr, tpr, label=f"ROC-AUC {roc_auc_score(y, p):.3f}")
-    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
-    ax.set_xlabel("false positive rate")
-    ax.set_ylabel("true positive rate")
-    ax.legend(loc="lower right")
-    ax.set_title(title, fontsize=9)
-    return save_figure(fig, path)
+    def draw(ax: Any) -> None:
+        fpr, tpr, _ = roc_curve(y, p)
+        ax.plot(fpr, tpr, label=f"ROC-AUC {roc_auc_score(y, p):.3f}")
+        ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
+
+    return curve_plot(draw, ("false positive rate", "true positive rate"), "lower right", title, path)
 
 
 def pr_plot(y: np.ndarray, p: np.ndarray, title: str, path: Path) -> Path:
-    fig = figure(figsize=(4.5, 4))
-    ax = fig.subplots()
-    precision, recall, _ = precision_recall_curve(y, p)
-    ax.plot(recall, precision, label=f"PR-AUC {average_precision(y, p):.3f}")
-    ax.axhline(y.mean(), ls="--", c="grey", lw=0.8, label=f"base rate {y.mean():.3f}")
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.legend(loc="upper right")
-    ax.set_title(title, fontsize=9)
-    return save_figure(fig, path)
+    def draw(ax: Any) -> None:
+        precision, recall, _ = precision_recall_curve(y, p)
+        ax.plot(recall, precision, label=f"PR-AUC {average_precision(y, p):.3f}")
+        ax.axhline(y.mean(), ls="--", c="grey", lw=0.8, label=f"base rate {y.mean():.3f}")
+
+    return curve_plot(draw, ("recall", "precision"), "upper right", title, path)
 
 
 def reliability_plot(y: np.ndarray, p: np.ndarray, title: str, path: Path) -> Path:
+    def draw(ax: Any) -> None:
+        mean_p, rate, _ = reliability(y, p)
+        top = max(mean_p.max(), rate.max()) * 1.05
+        ax.plot([0, top], [0, top], ls="--", c="grey", lw=0.8)
+        ax.plot(mean_p, rate, marker="o", label=f"Brier {brier_score_loss(y, p):.4f}")
+
+    return curve_plot(draw, ("mean predicted risk (decile)", "observed rate"), "upper left", title, path)
+
+
+def curve_plot(draw: Callable[[Any], None], labels: tuple[str, str], legend: str, title: str,
+               path: Path) -> Path:
+    """One small chart of curves: ``draw`` plots them, this labels, titles and saves it."""
     fig = figure(figsize=(4.5, 4))
     ax = fig.subplots()
-    mean_p, rate, _ = reliability(y, p)
-    top = max(mean_p.max(), rate.max()) * 1.05
-    ax.plot([0, top], [0, top], ls="--", c="grey", lw=0.8)
-    ax.plot(mean_p, rate, marker="o", label=f"Brier {brier_score_loss(y, p):.4f}")
-    ax.set_xlabel("mean predicted risk (decile)")
-    ax.set_ylabel("observed rate")
-    ax.legend(loc="upper left")
+    draw(ax)
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
+    ax.legend(loc=legend)
     ax.set_title(title, fontsize=9)
     return save_figure(fig, path)
 
