@@ -95,3 +95,29 @@ def rows_found_in(root: Any, rows: np.ndarray) -> list[str]:
             continue
         stack.extend((path + name, child) for name, child in _children(value))
     return found
+
+
+class CopyingModel:
+    """A "synthesizer" that memorised its fit rows and gives them back: what the privacy gate must stop.
+
+    Stands in for CTGAN inside a real :class:`~heartrisk.synth.synthesizer.Synthesizer` (it samples,
+    saves and loads the same way), so the job, the registry and the gate run as they do for a fit."""
+
+    def __init__(self, rows: pd.DataFrame) -> None:
+        self.rows = rows.reset_index(drop=True)
+        self._generator = "memorised rows"  # what the loader checks a fitted model has
+        self._transformer = "none needed"
+        self.random = np.random.default_rng(0)
+
+    def sample(self, n: int, condition_column: str | None = None,
+               condition_value: str | None = None) -> pd.DataFrame:
+        rows = self.rows
+        if condition_column is not None:
+            rows = rows[rows[condition_column] == condition_value]
+        return rows.iloc[self.random.integers(0, len(rows), n)].reset_index(drop=True)
+
+    def set_random_state(self, seed: int) -> None:
+        self.random = np.random.default_rng(seed)
+
+    def set_device(self, _device: Any) -> None:
+        """Nothing to move."""

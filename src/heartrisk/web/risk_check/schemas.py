@@ -105,7 +105,9 @@ SubmissionRequest: type[BaseModel] = create_model(
         title=LABEL.question, description=f"{LABEL.question} {LABEL.help} true or false.")),
     consent=(Literal[True], Field(
         description="Must be true: the person agrees that these answers and the diagnosis are stored "
-                    "anonymously to evaluate and improve the model.")),
+                    "anonymously and used as the web form's consent text says (by default to check and "
+                    "improve the risk model only; the server's consent scope setting can add the "
+                    "synthetic-data generator, and the form then says so).")),
 )
 
 
