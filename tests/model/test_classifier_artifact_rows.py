@@ -64,3 +64,26 @@ def test_a_smote_model_keeps_no_positive_training_row(ingested: Settings, family
         model.pipeline.named_steps["resample"]
     assert rows_found_in(fitted_smote, positives)
     assert np.isfinite(model.risk(data.X_test.head(20), validate=False)).all()
+
+
+def test_the_registered_classifier_gives_back_no_training_or_calibration_row(trained_home: Settings) -> None:
+    """The attack on the stored model as anyone with the artifact store could run it: load the registered
+    file and search every 2-D array for the encoded rows it was fitted on (``X_fit``) and calibrated and
+    thresholded on (``X_holdout``). The linear explanation's reference point is a mean, the calibration
+    two numbers, the SHAP explainer is rebuilt at load: none of them is a row."""
+    from heartrisk.model.registry import load_model
+
+    loaded = load_model(trained_home, "1")
+    ts = TrainSettings.for_quick()
+    data = prepare(FeatureView(open_group(trained_home, HEART)).train_test_split(seed=ts.seed), ts)
+    model = loaded.model
+    for name, rows in (("fit", data.X_fit), ("calibration", data.X_holdout)):
+        encoded = transform(model.pipeline, rows)
+        assert len(encoded) > 100
+        assert rows_found_in(model, encoded) == [], f"{name} rows found in the registered model"
+    background = getattr(model, "background", None)
+    if background is not None:
+        assert np.ndim(background) == 1  # one reference point, not a sample of people
+    # and the search can tell: a model that kept a few calibration rows would be caught
+    kept = {"model": model, "kept": transform(model.pipeline, data.X_holdout.head(5))}
+    assert rows_found_in(kept, transform(model.pipeline, data.X_holdout))
