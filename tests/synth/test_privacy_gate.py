@@ -53,6 +53,13 @@ def test_a_real_quick_fit_passes_and_its_report_is_logged_and_shown(quick_synthe
     text = " ".join(status.output.split())
     assert "synthesizer v1 privacy" in text and "membership attack" in text and "real vs real" in text
     assert "FAIL" not in text
+    # the dashboard draws the same rows from the same registry read
+    from heartrisk.monitoring.reads import synthesizer_quality
+    from heartrisk.web.dashboard.page import privacy_section
+
+    page = privacy_section(synthesizer_quality(quick_synthesizer))
+    assert "Synthesizer privacy" in page and "membership attack AUC" in page and "passed: membership" in page
+    assert ">fail<" not in page
 
 
 def copying_fit(real: Any, _selection: Any, settings: SynthSettings, on_epoch: Any = None) -> FitResult:
