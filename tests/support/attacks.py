@@ -46,13 +46,9 @@ def _children(value: Any) -> Iterator[tuple[str, Any]]:
             yield from ((f".{k}", v) for k, v in state.items())
 
 
-def large_structures(root: Any, at_least: int, skip: tuple[type, ...] = ()) -> list[str]:
-    """Paths of every array, tensor, frame or sequence in ``root``'s object graph with a dimension of at
-    least ``at_least`` (pass the number of training rows, or half of it: state that grows with the
-    rows is per-row state). ``skip`` types are not entered (e.g. a neural network's own weights)."""
-    import torch
-
-    found: list[str] = []
+def _walk(root: Any, leaves: tuple[type, ...], skip: tuple[type, ...] = ()) -> Iterator[tuple[str, Any]]:
+    """Every object in ``root``'s graph once, with its path; ``leaves`` are yielded but not entered,
+    ``skip`` types neither (scalars and strings never are)."""
     seen: set[int] = set()
     stack: list[tuple[str, Any]] = [("model", root)]
     while stack:
@@ -62,6 +58,19 @@ def large_structures(root: Any, at_least: int, skip: tuple[type, ...] = ()) -> l
         seen.add(id(value))
         if skip and isinstance(value, skip):
             continue
+        yield path, value
+        if not isinstance(value, leaves):
+            stack.extend((path + name, child) for name, child in _children(value))
+
+
+def large_structures(root: Any, at_least: int, skip: tuple[type, ...] = ()) -> list[str]:
+    """Paths of every array, tensor, frame or sequence in ``root``'s object graph with a dimension of at
+    least ``at_least`` (pass the number of training rows, or half of it: state that grows with the
+    rows is per-row state). ``skip`` types are not entered (e.g. a neural network's own weights)."""
+    import torch
+
+    found: list[str] = []
+    for path, value in _walk(root, (np.ndarray, torch.Tensor, pd.DataFrame, pd.Series, set), skip):
         shape = None
         if isinstance(value, (np.ndarray, torch.Tensor, pd.DataFrame, pd.Series)):
             shape = tuple(value.shape)
@@ -69,9 +78,6 @@ def large_structures(root: Any, at_least: int, skip: tuple[type, ...] = ()) -> l
             shape = (len(value),)
         if shape and max(shape) >= at_least:
             found.append(f"{path} {type(value).__name__}{shape}")
-        if isinstance(value, (np.ndarray, torch.Tensor, pd.DataFrame, pd.Series, set)):
-            continue
-        stack.extend((path + name, child) for name, child in _children(value))
     return found
 
 
@@ -80,20 +86,12 @@ def rows_found_in(root: Any, rows: np.ndarray) -> list[str]:
     model saw them, e.g. encoded): a model that keeps training rows gives them back this way."""
     wanted = {tuple(np.round(row, 9)) for row in np.asarray(rows, dtype=float)}
     found: list[str] = []
-    seen: set[int] = set()
-    stack: list[tuple[str, Any]] = [("model", root)]
-    while stack:
-        path, value = stack.pop()
-        if id(value) in seen or isinstance(value, (str, bytes, int, float, bool, type(None), type)):
-            continue
-        seen.add(id(value))
-        if isinstance(value, np.ndarray):
-            if value.ndim == 2 and value.shape[1] == rows.shape[1] and value.dtype.kind == "f":
-                held = sum(tuple(np.round(row, 9)) in wanted for row in value)
-                if held:
-                    found.append(f"{path}: {held} of its {len(value)} rows are training rows")
-            continue
-        stack.extend((path + name, child) for name, child in _children(value))
+    for path, value in _walk(root, (np.ndarray,)):
+        if isinstance(value, np.ndarray) and value.ndim == 2 and value.shape[1] == rows.shape[1] \
+                and value.dtype.kind == "f":
+            held = sum(tuple(np.round(row, 9)) in wanted for row in value)
+            if held:
+                found.append(f"{path}: {held} of its {len(value)} rows are training rows")
     return found
 
 

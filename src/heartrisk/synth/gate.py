@@ -32,8 +32,9 @@ _ROUNDING = 1e-9
 
 
 class PrivacyLimits(BaseModel):
-    """The privacy gate's thresholds. Defaults calibrated on the dev data (docs/synthetic.md): real
-    fits, quick to default, pass each with margin; a synthesizer that copies its fit rows fails each."""
+    """The privacy gate's thresholds. Defaults calibrated on the dev data (bench/synth.py re-measures
+    them): real fits, quick to default, pass each with margin; a synthesizer that copies its fit rows
+    fails each."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

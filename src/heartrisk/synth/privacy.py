@@ -53,8 +53,8 @@ COLUMNS: tuple[str, ...] = (*FEATURE_NAMES, LABEL.name)
 class PrivacySettings(BaseModel):
     """Sample sizes of the privacy report and the gate's thresholds (:class:`PrivacyLimits`).
 
-    Defaults measured on the dev data (docs/synthetic.md): about 20 s on 2 cores, most of it in
-    SDMetrics' DCR metrics (``dcr_rows`` a side)."""
+    Defaults sized on the dev data (bench/synth.py measures the cost): about 20 s on 2 cores, most of
+    it in the DCR distances (``dcr_rows`` a side)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
