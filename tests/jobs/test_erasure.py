@@ -105,6 +105,7 @@ def test_user_rows_stay_out_of_a_default_fit_and_the_lineage_says_so(erasure_hom
     assert int(classifier["lineage_user_rows"]) == len(train_side(shared))
 
 
+@pytest.mark.reliability  # fits a classifier and a synthesizer more (about 5 min under load 14)
 def test_forget_marks_the_models_that_learned_from_the_row_and_a_retrain_replaces_them(
         home: Settings, erasure_home: dict[str, Any]) -> None:
     included, default = erasure_home["included"].version, erasure_home["default"].version
