@@ -28,7 +28,7 @@ def group_status(group: FeatureGroup) -> dict[str, Any]:
         return {"exists": False, "uri": group.uri}
     table = group.table()
     columns = ["source"] if "source" in group.spec.columns else [group.spec.key[0]]
-    data = table.to_pyarrow_dataset().to_table(columns=columns)
+    data = group.read_arrow(version=table.version(), columns=columns)
     by_source: dict[str, int] = {}
     if "source" in columns:
         counts = pc.value_counts(data.column("source")).to_pylist()
