@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import shutil
 import zipfile
 import zlib
@@ -133,9 +134,29 @@ def read_kaggle_csv(
 
 
 def _read_cells(path: Path, label: str, on_rows: Callable[[int], None] | None) -> pd.DataFrame:
-    """Every cell as a string (empty = Unknown), read by pyarrow single-threaded so that a line with
-    the wrong number of fields can be named by its line number."""
+    """Every cell as a string (empty = Unknown), the whole file at once (see :func:`kaggle_blocks`)."""
+    tables = []
+    for table in kaggle_blocks(path, label):
+        tables.append(table)
+        if on_rows:
+            on_rows(table.num_rows)
+    return pa.concat_tables(tables).to_pandas()
+
+
+def kaggle_blocks(path: Path, label: str, max_bytes: int | None = None,
+                  limit_name: str = "", block_bytes: int = 1 << 22) -> Iterator[pa.Table]:
+    """The file's cells as Arrow tables of strings (Kaggle column names, empty = Unknown), one block of
+    about ``block_bytes`` of the file at a time: a reader that handles each block and lets it go needs
+    memory for one block, whatever the file's size.
+
+    Read by pyarrow single-threaded so that a line with the wrong number of fields can be named by its
+    line number. The header is checked before the first block is given; structural faults (header,
+    encoding, compression, field counts) raise :class:`DatasetError`, the field counts once the whole
+    file has been seen. ``max_bytes`` caps the bytes read (uncompressed, so a small .gz cannot expand
+    past it); ``limit_name`` is the setting to name when it is reached.
+    """
     bad_lines: list[str] = []
+    rows = 0
 
     def invalid_row(row: pv.InvalidRow) -> str:
         bad_lines.append(f"line {row.number}: {row.actual_columns} fields, expected {row.expected_columns}")
@@ -144,22 +165,25 @@ def _read_cells(path: Path, label: str, on_rows: Callable[[int], None] | None) -
     try:
         _check_text(path)
         with _open_binary(path) as handle:
+            source = handle if max_bytes is None else _Capped(handle, max_bytes)
             reader = pv.open_csv(
-                handle,
-                read_options=pv.ReadOptions(use_threads=False, block_size=1 << 22),
+                source,
+                read_options=pv.ReadOptions(use_threads=False, block_size=block_bytes),
                 parse_options=pv.ParseOptions(newlines_in_values=True, invalid_row_handler=invalid_row),
                 convert_options=pv.ConvertOptions(
                     column_types={c: pa.string() for c in BY_COLUMN},
                     strings_can_be_null=False, quoted_strings_can_be_null=False),
             )
             header = _check_header(path, reader.schema.names, label)
-            batches = []
             for batch in reader:
-                batches.append(batch)
-                if on_rows:
-                    on_rows(batch.num_rows)
+                rows += batch.num_rows
+                yield pa.Table.from_batches([batch]).select(header)
     except DatasetError:
         raise
+    except _TooLargeError as exc:
+        raise DatasetError(f"{path}: holds more than {exc.limit / 1e6:g} MB uncompressed; at most "
+                           f"{exc.limit / 1e6:g} MB are read{f' ({limit_name})' if limit_name else ''}: "
+                           "split the file or raise the limit") from None
     except (EOFError, gzip.BadGzipFile, zlib.error, zipfile.BadZipFile) as exc:
         raise DatasetError(f"{path}: damaged or truncated compressed file ({exc})") from None
     except pa.ArrowInvalid as exc:
@@ -170,10 +194,34 @@ def _read_cells(path: Path, label: str, on_rows: Callable[[int], None] | None) -
         more = f"; … and {len(bad_lines) - 10} more" if len(bad_lines) > 10 else ""
         shown = "; ".join(bad_lines[:10]) + more
         raise DatasetError(f"{path}: not a well-formed CSV file: {shown}")
-    table = pa.Table.from_batches(batches, schema=reader.schema)
-    if table.num_rows == 0:
+    if rows == 0:
         raise DatasetError(f"{path}: the file has a header but no rows")
-    return table.select(header).to_pandas()
+
+
+class _TooLargeError(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
+
+class _Capped(io.RawIOBase):
+    """A byte stream that stops with :class:`_TooLargeError` once more than ``limit`` bytes were read."""
+
+    def __init__(self, inner: IO[bytes], limit: int) -> None:
+        super().__init__()
+        self.inner = inner
+        self.limit = limit
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        n = self.inner.readinto(buffer)  # type: ignore[attr-defined]
+        self.count += n or 0
+        if self.count > self.limit:
+            raise _TooLargeError(self.limit)
+        return n
 
 
 def _check_text(path: Path, head_bytes: int = 1 << 16) -> None:
