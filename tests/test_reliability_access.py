@@ -47,7 +47,9 @@ def test_every_page_carries_the_security_headers(server: BackgroundServer) -> No
             headers = client.get(path).headers
             assert headers["x-content-type-options"] == "nosniff", path
             assert headers["x-frame-options"] == "DENY", path
-            assert headers["referrer-policy"] == "no-referrer", path
+            # no referrer to other sites; the dashboard's own pages send theirs to themselves only,
+            # so that a browser's login POST carries its Origin (web/operator_access.py)
+            assert headers["referrer-policy"] in ("no-referrer", "same-origin"), path
             csp = headers["content-security-policy"]
             assert "frame-ancestors 'none'" in csp and "object-src 'none'" in csp, path
             assert "default-src 'self'" in csp, path
@@ -90,9 +92,8 @@ def test_every_password_check_is_constant_time(monkeypatch: pytest.MonkeyPatch) 
     calls.clear()
     assert not check.check_basic("Basic " + base64.b64encode(b"admin:nope").decode())
     assert (b"nope", b"s3cret-password") in calls and (b"admin", b"admin") in calls  # both, always
-    calls.clear()
-    assert not check.check_cookie("9999999999.deadbeef")
-    assert len(calls) == 1
+    # A session cookie is looked up by its SHA-256 (web/sessions.py): the server holds no secret the
+    # comparison could leak, so there is nothing to compare in constant time.
 
 
 def test_loopback_is_the_default_everywhere() -> None:

@@ -638,28 +638,29 @@ def lock_path(settings: Settings) -> Path:
 def schedule_table(section: dict[str, Any]) -> list[Any]:
     """The `schedule` section for people: a line about `up`, then one row per job."""
     from rich.table import Table
+    from rich.text import Text
 
     up = section.get("up", {})
     if up.get("running"):
-        head = f"[bold]heartrisk up[/] pid {up.get('pid')}: {up.get('phase', '')}"
+        rest = f"pid {up.get('pid')}: {up.get('phase', '')}"
         if up.get("urls"):
-            head += f" · {up['urls'].get('form')}"
+            rest += f" · {up['urls'].get('form')}"
     else:
-        head = "[bold]heartrisk up[/] is not running" + (
-            f" (stopped {_local(up['stopped_at'])})" if up.get("stopped_at") else "")
+        rest = "is not running" + (f" (stopped {_local(up['stopped_at'])})" if up.get("stopped_at") else "")
+    head = Text.assemble(("heartrisk up", "bold"), " ", rest)  # Text: job messages are never markup
     table = Table("job", "schedule", "next run", "last run", "outcome", "took", "summary or error",
                   title="jobs")
     colours = {"ok": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}
     for name, job in section.get("jobs", {}).items():
         outcome = job.get("last_outcome", "")
-        shown = f"[{colours[outcome]}]{outcome}[/]" if outcome in colours else outcome
+        shown = Text(outcome, style=colours.get(outcome, ""))
         if job.get("failures_in_a_row"):
-            shown += f" ({job['failures_in_a_row']} in a row)"
+            shown.append(f" ({job['failures_in_a_row']} in a row)")
         next_run = f"retry {_local(job['next_retry'])}" if job.get("next_retry") else _local(
             job.get("next_run"))
         table.add_row(name, job.get("schedule", ""), next_run, _local(job.get("last_start")), shown,
                       f"{job['duration_s']:.1f} s" if job.get("duration_s") is not None else "",
-                      job.get("last_error") or job.get("last_summary") or "")
+                      Text(job.get("last_error") or job.get("last_summary") or ""))
     return [head, table]
 
 
