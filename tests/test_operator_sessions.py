@@ -21,22 +21,16 @@ from heartrisk.web import auth
 from heartrisk.web.app import WebSettings
 from heartrisk.web.security import SecuritySettings
 from heartrisk.web.server import BackgroundServer
-from web_support import copy_home
 
 PASSWORD = "operator-sessions-password"
 COOKIE = "heartrisk_operator"
 
 
-@pytest.fixture(scope="module")
-def home(trained_home: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return copy_home(trained_home, tmp_path_factory.mktemp("sessions") / "home")
-
-
 @pytest.fixture
-def server(home: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[BackgroundServer]:
+def server(web_home: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[BackgroundServer]:
     monkeypatch.setenv(auth.PASSWORD_ENV, PASSWORD)
     web = WebSettings(port=0, security=SecuritySettings(login_failure_limit=3, login_window_s=900))
-    with BackgroundServer(home, web) as running:
+    with BackgroundServer(web_home, web) as running:
         yield running
 
 
@@ -86,10 +80,10 @@ def test_a_session_cannot_be_minted_from_the_password(server: BackgroundServer) 
     assert with_cookie(server, issued[:-1] + ("A" if issued[-1] != "A" else "B")) == 401
 
 
-def test_sessions_expire_on_the_server(home: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sessions_expire_on_the_server(web_home: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(auth.PASSWORD_ENV, PASSWORD)
     monkeypatch.setenv("HEARTRISK_SESSION_S", "2")
-    with BackgroundServer(home) as server:
+    with BackgroundServer(web_home) as server:
         answer = log_in(server)
         cookie = session_of(answer)
         assert "max-age=2" in answer.headers["set-cookie"].lower()
@@ -136,11 +130,12 @@ def test_a_logged_in_operator_is_not_locked_out(server: BackgroundServer) -> Non
     assert with_cookie(server, cookie, "/api/v1/monitor/summary") == 200
 
 
-def test_refusals_during_a_lockout_do_not_extend_it(home: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_refusals_during_a_lockout_do_not_extend_it(web_home: Settings,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(auth.PASSWORD_ENV, PASSWORD)
     window = 2.0
     web = WebSettings(port=0, security=SecuritySettings(login_failure_limit=3, login_window_s=window))
-    with BackgroundServer(home, web) as server:
+    with BackgroundServer(web_home, web) as server:
         started = time.monotonic()
         for _ in range(3):
             assert log_in(server, "guess").status_code == 401

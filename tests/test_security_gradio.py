@@ -9,6 +9,7 @@ Each test runs the real app under uvicorn on 127.0.0.1; "another client" is a se
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,14 +91,21 @@ def share_function(app: Any) -> Any:
     (["abc", *FORM_ANSWERS[1:], "No", True], "an invalid answer"),
     (["500", *FORM_ANSWERS[1:], "No", True], "an out-of-range answer"),
 ])
-def test_share_outcome_itself_checks_consent_diagnosis_and_answers(home: Settings, values: list[Any],
-                                                                   why: str) -> None:
+def test_share_outcome_itself_checks_consent_diagnosis_and_answers(shared_app: tuple[Settings, Any],
+                                                                   values: list[Any], why: str) -> None:
     """Whatever route reaches it, the function re-checks: it never stores without consent === True,
     never turns an invalid diagnosis into "No", never stores an invalid answer as Unknown."""
-    with TestClient(create_app(home, WebSettings(poll_seconds=0))) as client:
-        said = share_function(client.app)(*values)
-        assert "Nothing was stored" in str(said), why
+    home, share = shared_app
+    said = share(*values)
+    assert "Nothing was stored" in str(said), why
     assert stored_submissions(home).empty, why
+
+
+@pytest.fixture(scope="module")
+def shared_app(web_home: Settings) -> Iterator[tuple[Settings, Any]]:
+    """The app (writer running) on this module's home, and its share function."""
+    with TestClient(create_app(web_home, WebSettings(poll_seconds=0))) as client:
+        yield web_home, share_function(client.app)
 
 
 def test_the_share_limit_counts_events_not_url_suffixes(home: Settings,

@@ -21,24 +21,19 @@ from heartrisk.web import auth
 from heartrisk.web.app import WebSettings
 from heartrisk.web.security import SecuritySettings
 from heartrisk.web.server import BackgroundServer
-from web_support import ANSWERS, copy_home, stored_submissions
+from web_support import ANSWERS, stored_submissions
 
 PASSWORD = "security-http-password"
 
 
 @pytest.fixture(scope="module")
-def home(trained_home: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    return copy_home(trained_home, tmp_path_factory.mktemp("http") / "home")
-
-
-@pytest.fixture(scope="module")
-def server(home: Settings) -> Iterator[BackgroundServer]:
+def server(web_home: Settings) -> Iterator[BackgroundServer]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(auth.PASSWORD_ENV, PASSWORD)
         patch.setenv("HEARTRISK_TRUSTED_PROXIES", "127.0.0.1")
         patch.setenv("HEARTRISK_REQUEST_TIMEOUT_S", "1")
         web = WebSettings(port=0, security=SecuritySettings.from_env(submission_limit=3))
-        with BackgroundServer(home, web) as running:
+        with BackgroundServer(web_home, web) as running:
             yield running
 
 
@@ -50,12 +45,12 @@ def client(server: BackgroundServer) -> Iterator[httpx.Client]:
 
 # ------------------------------------------------------------------------------ consent
 @pytest.mark.parametrize("consent", [1, "true", "True", 1.0, [True], {"value": True}, "yes"])
-def test_consent_must_be_the_json_true(client: httpx.Client, home: Settings, consent: Any) -> None:
-    before = len(stored_submissions(home))
+def test_consent_must_be_the_json_true(client: httpx.Client, web_home: Settings, consent: Any) -> None:
+    before = len(stored_submissions(web_home))
     answer = client.post("/api/v1/submissions", json={**ANSWERS, "heart_disease": True, "consent": consent})
     assert answer.status_code == 422, (consent, answer.text)
     assert answer.json()["errors"][0]["field"] == "consent"
-    assert len(stored_submissions(home)) == before
+    assert len(stored_submissions(web_home)) == before
 
 
 # ------------------------------------------------------------------------------ Host header

@@ -44,7 +44,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -121,8 +121,8 @@ class SecuritySettings(BaseModel):
         "that connected (uvicorn's own default trusted 127.0.0.1, so any local hop could name its own "
         "client)"))
     allowed_hosts: tuple[str, ...] = Field(default=(), description=(
-        "Host names the server answers to ('*': any). Default: the loopback names and the address it "
-        "serves on; required when serving on every interface"))
+        "Host names the server answers to, besides the loopback names ('*': any). Default: the "
+        "address it serves on; required when serving on every interface"))
     queue_per_client: int = Field(default=8, ge=1, description=(
         "form events one client may have waiting in the queue (one client filled the whole queue)"))
     request_timeout_s: float = Field(default=15, gt=0, description=(
@@ -163,8 +163,8 @@ class SecuritySettings(BaseModel):
         """The Host names to answer for a server bound to ``bind_host`` (None: any)."""
         if "*" in self.allowed_hosts:
             return None
-        if self.allowed_hosts:
-            return frozenset(self.allowed_hosts)
+        if self.allowed_hosts:  # loopback names too: a local health check or proxy names them
+            return frozenset(self.allowed_hosts) | LOOPBACK_NAMES
         bound = bind_host.lower().strip("[]")
         if bound in ("0.0.0.0", "::", ""):
             raise ConfigError(
@@ -259,6 +259,17 @@ class SlidingWindow:
         return len(self._events)
 
 
+class RateWindow(Protocol):
+    """What :class:`SubmissionLimit` needs of its counts: :class:`SlidingWindow` in memory here; a
+    shared store (Redis) would implement the same three calls for several replicas."""
+
+    def retry_after(self, key: bytes) -> float: ...
+
+    def take(self, key: bytes) -> float: ...
+
+    def give_back(self, key: bytes) -> None: ...
+
+
 @dataclass
 class SubmissionLimit:
     """The submission budget of each client, shared by the API and the form's share event.
@@ -267,7 +278,7 @@ class SubmissionLimit:
     slot is given back when nothing was stored, so invalid submissions cost nothing."""
 
     keys: ClientKeys
-    window: SlidingWindow
+    window: RateWindow
 
     def retry_after(self, scope: Scope) -> float:
         return self.window.retry_after(self.keys(scope))
