@@ -59,7 +59,7 @@ def test_every_page_carries_the_security_headers(server: BackgroundServer) -> No
 
 
 def test_wrong_passwords_lock_the_client_out(server: BackgroundServer) -> None:
-    with httpx.Client(base_url=server.url) as client:
+    with httpx.Client(base_url=server.url, timeout=60) as client:  # a summary is slow on a busy machine
         for _ in range(3):
             wrong = client.post("/monitor/login", data={"password": "guess"}, follow_redirects=False)
             assert wrong.status_code == 401 and "Wrong password" in wrong.text
@@ -70,7 +70,8 @@ def test_wrong_passwords_lock_the_client_out(server: BackgroundServer) -> None:
         assert api.status_code == 401 and "too many wrong operator passwords" in api.json()["detail"]
         assert client.get("/monitor").status_code == 401  # the login page itself still shows
         assert client.post("/api/v1/predict", json=ANSWERS).status_code == 200  # the public side works
-    other = httpx.Client(base_url=server.url, transport=httpx.HTTPTransport(local_address="127.0.0.2"))
+    other = httpx.Client(base_url=server.url, timeout=60,
+                         transport=httpx.HTTPTransport(local_address="127.0.0.2"))
     with other:  # another address is not locked out
         assert other.get("/api/v1/monitor/summary", auth=("admin", PASSWORD)).status_code == 200
         assert other.post("/monitor/login", data={"password": PASSWORD},

@@ -24,7 +24,8 @@ address, which trusted proxies may set: ``HEARTRISK_TRUSTED_PROXIES``).
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -80,6 +81,9 @@ class OperatorAccess:
     failures: FailureLog
     keys: ClientKeys
     session_seconds: float
+    #: Look, check, count as one step: routes run in worker threads, and concurrent guesses must not
+    #: all slip in under the limit before any of them is counted.
+    _guess: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def has_session(self, request: Request) -> bool:
         return self.sessions.valid(request.cookies.get(COOKIE, ""))
@@ -92,13 +96,14 @@ class OperatorAccess:
         if header is None:
             return DENIED  # a first visit or a stale cookie: not a guess
         key = self.keys(request.scope)
-        wait = self.failures.retry_after(key)
-        if wait:
-            return Verdict(False, locked=wait)
-        if self.auth.check_basic(header):
-            self.failures.clear(key)
-            return ALLOWED
-        self.failures.record(key)
+        with self._guess:
+            wait = self.failures.retry_after(key)
+            if wait:
+                return Verdict(False, locked=wait)
+            if self.auth.check_basic(header):
+                self.failures.clear(key)
+                return ALLOWED
+            self.failures.record(key)
         return DENIED
 
     async def login(self, request: Request, password: str) -> Response:
@@ -107,14 +112,18 @@ class OperatorAccess:
             return HTMLResponse(login_page("Log in from this site's own login page."), status_code=403,
                                 headers=PRIVATE)
         key = self.keys(request.scope)
-        wait = self.failures.retry_after(key)
+        with self._guess:
+            wait = self.failures.retry_after(key)
+            right = not wait and self.auth.check_password(password)
+            if right:
+                self.failures.clear(key)
+            elif not wait:
+                self.failures.record(key)
         if wait:
             return locked_out(wait, html=True)
-        if not self.auth.check_password(password):
-            self.failures.record(key)
+        if not right:
             await asyncio.sleep(FAILED_LOGIN_DELAY)
             return HTMLResponse(login_page("Wrong password."), status_code=401, headers=PRIVATE)
-        self.failures.clear(key)
         response = RedirectResponse("/monitor", status_code=303, headers=PRIVATE)
         response.set_cookie(COOKIE, self.sessions.create(self.session_seconds),
                             max_age=int(self.session_seconds), httponly=True, samesite="strict",
