@@ -197,10 +197,10 @@ class FeatureGroup:
         sources: Sequence[str] | None = None,
         columns: Sequence[str] | None = None,
     ) -> pa.Table:
-        """Rows as an Arrow table: all, or as of a version/time, in ``[start, end)``, from sources."""
-        dataset = self.table(version, as_of).to_pyarrow_dataset()
-        return dataset.to_table(columns=list(columns) if columns else None,
-                                filter=self._filter(start, end, sources))
+        """Rows as an Arrow table: all, or as of a version/time, in ``[start, end)``, from sources.
+
+        Columns come typed as the group's schema, whichever types delta-rs wrote a file with."""
+        return self._scan(self.table(version, as_of), columns, self._filter(start, end, sources))
 
     def read(self, **kwargs: Any) -> pd.DataFrame:
         """Same as :meth:`read_arrow`, as pandas (nullable features as NaN/None)."""
@@ -215,7 +215,7 @@ class FeatureGroup:
             return {"exists": False, "uri": self.uri}
         table = self.table()
         columns = ["source"] if "source" in self.spec.columns else [self.spec.key[0]]
-        data = table.to_pyarrow_dataset().to_table(columns=columns)
+        data = self._scan(table, columns)  # typed to the schema: files a DELETE rewrote read too
         by_source: dict[str, int] = {}
         if "source" in columns:
             counts = pc.value_counts(data.column("source")).to_pylist()
@@ -240,23 +240,47 @@ class FeatureGroup:
         return FileLock(str(self.locks_dir / f"{self.spec.table_name}.lock"), timeout=LOCK_TIMEOUT_S)
 
     def _stored_keys(self, dt: DeltaTable) -> pa.Array:
-        stored = dt.to_pyarrow_dataset().to_table(columns=list(self.spec.key))
+        stored = self._scan(dt, columns=list(self.spec.key))
         return _key_array(stored, self.spec.key)
+
+    def _scan(self, dt: DeltaTable, columns: Sequence[str] | None = None,
+              where: pc.Expression | None = None) -> pa.Table:
+        """The one place rows are read from a Delta table: typed as the group's schema, whatever
+        physical types its files hold (see :meth:`_column`)."""
+        dataset = dt.to_pyarrow_dataset(schema=self.spec.schema)
+        return dataset.to_table(columns=list(columns) if columns else None, filter=where)
 
     def _filter(self, start: datetime | None, end: datetime | None,
                 sources: Sequence[str] | None) -> pc.Expression | None:
         time_type = self.spec.schema.field(self.spec.time_column).type
         parts = []
         if start is not None:
-            parts.append(pc.field(self.spec.time_column) >= pa.scalar(_utc(start), time_type))
+            parts.append(self._column(self.spec.time_column) >= pa.scalar(_utc(start), time_type))
         if end is not None:
-            parts.append(pc.field(self.spec.time_column) < pa.scalar(_utc(end), time_type))
+            parts.append(self._column(self.spec.time_column) < pa.scalar(_utc(end), time_type))
         if sources is not None:
-            parts.append(pc.field("source").isin(list(sources)))
+            parts.append(self._column("source").isin(list(sources)))
         expr = None
         for part in parts:
             expr = part if expr is None else expr & part
         return expr
+
+    def _column(self, name: str) -> pc.Expression:
+        """A column for a read filter, typed as the schema says whatever type a file stored it as.
+
+        delta-rs writes the files a DELETE (or an optimize) rewrites with ``string_view`` columns
+        (deltalake 1.6.6), while appends write ``string``. A filter on the bare field is checked
+        against each file's statistics in that file's type, and pyarrow has no kernel comparing
+        ``string`` with ``string_view``: every filtered read of a table with such a file failed, and
+        after the first `heartrisk forget` so did `daily`, `synth train` and `infer`. Comparing the
+        column cast to the schema's type reads every file. Text and binary columns are cast, as
+        delta-rs rewrites only those; time columns keep the bare field, so files are still pruned
+        by their event-time statistics (the infer window skips the old Kaggle files).
+        """
+        field_type = self.spec.schema.field(name).type
+        if field_type in (pa.string(), pa.large_string(), pa.binary(), pa.large_binary()):
+            return pc.field(name).cast(field_type)
+        return pc.field(name)
 
     def _checked(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The batch with typed columns, or a ValidationError naming every bad row and column."""
