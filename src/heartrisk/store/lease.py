@@ -15,7 +15,8 @@ until when.
 * **Give back**: the object is overwritten with ``released`` (never deleted: a delete followed by
   another machine's create could be overwritten by a late renewal; a compare-and-swap cannot).
 * **Crash**: nothing renews, so the lease expires ``ttl`` seconds after its last renewal and the next
-  runner takes it over. ``heartrisk doctor`` lists expired leases and releases them with ``--repair``.
+  runner takes it over. On the holder's own machine (same host name) a lease whose process is gone is
+  free at once. ``heartrisk doctor`` lists expired leases and releases them with ``--repair``.
 
 Expiry compares wall clocks of different machines: keep them in sync (NTP); the default time to live
 (60 s) is far above the skew of a synced clock. Inserts stay duplicate-free even if a lease is lost
@@ -68,6 +69,8 @@ class LeaseRecord:
     expires_at: float
     renewed_at: float
     released: bool = False
+    host: str = ""
+    pid: int = 0
 
     def to_bytes(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
@@ -78,8 +81,20 @@ class LeaseRecord:
         return cls(**{k: fields[k] for k in cls.__dataclass_fields__ if k in fields})
 
     def free(self, now: float) -> bool:
-        """Whether another runner may take it: given back, or not renewed in time."""
-        return self.released or now >= self.expires_at
+        """Whether another runner may take it: given back, not renewed in time, or its holder's process
+        is gone from this machine (a crash here need not wait for the expiry)."""
+        return self.released or now >= self.expires_at or self.died_here()
+
+    def died_here(self) -> bool:
+        if not self.pid or self.host != socket.gethostname():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
 
     def describe(self, now: float) -> str:
         """``daily on host-a (pid 12) until 02:00:45 UTC (renewed 3 s ago)``."""
@@ -155,7 +170,8 @@ def try_acquire(objects: Objects, name: str, holder: str, ttl_s: float,
     while True:
         now = clock()
         mine = LeaseRecord(name=name, owner=uuid.uuid4().hex, holder=holder, acquired_at=now,
-                           expires_at=now + ttl_s, renewed_at=now)
+                           expires_at=now + ttl_s, renewed_at=now, host=socket.gethostname(),
+                           pid=os.getpid())
         current = objects.read(key)
         try:
             if current is None:
