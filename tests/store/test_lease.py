@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-from support.race import at_once
 
 from heartrisk.store.lease import (
     Heartbeat,
@@ -24,6 +23,7 @@ from heartrisk.store.lease import (
     try_acquire,
 )
 from heartrisk.store.objects import ConditionFailedError, LocalObjects, open_objects
+from support.race import at_once
 
 
 class Clock:
@@ -110,12 +110,16 @@ def test_the_heartbeat_keeps_a_short_lease_alive(tmp_path: Path) -> None:
 
 def test_a_lease_taken_over_during_the_block_fails_the_run(tmp_path: Path) -> None:
     objects = open_objects(str(tmp_path))
-    with pytest.raises(LeaseLostError), held(objects, "job-forget", "a", ttl_s=5.0) as lease:
-        stored = objects.read(lease_key("job-forget"))
-        thief = LeaseRecord("job-forget", "x", "b", 0, time.time() + 60, time.time())
-        objects.replace(lease_key("job-forget"), thief.to_bytes(), stored.tag)
-        Heartbeat(lease, every_s=0.05).start()
-        time.sleep(0.5)
+    def run() -> None:
+        with held(objects, "job-forget", "a", ttl_s=5.0) as lease:
+            stored = objects.read(lease_key("job-forget"))
+            thief = LeaseRecord("job-forget", "x", "b", 0, time.time() + 60, time.time())
+            objects.replace(lease_key("job-forget"), thief.to_bytes(), stored.tag)
+            Heartbeat(lease, every_s=0.05).start()
+            time.sleep(0.5)
+
+    with pytest.raises(LeaseLostError):
+        run()
 
 
 def test_a_lease_whose_process_died_on_this_host_is_free(tmp_path: Path) -> None:

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from support.race import at_once
-
 from heartrisk.config import Settings
 from heartrisk.store.groups import HEART, open_group
+from support.race import at_once
 
 
 def machine(tmp_path: Path, name: str) -> Settings:

@@ -234,6 +234,63 @@ class FeatureGroup:
                     default_holder(f"maintenance of {self.spec.table_name}"),
                     ttl_s=self.lease_ttl_s, wait_s=wait_s)
 
+    # ------------------------------------------------------------------ health (heartrisk doctor)
+    def duplicate_keys(self) -> pa.Table:
+        """Keys stored more than once, with how often (empty when healthy)."""
+        keys = self.read_arrow(columns=list(self.spec.key))
+        counts = keys.group_by(list(self.spec.key)).aggregate([([], "count_all")])
+        return counts.filter(pc.greater(counts.column("count_all"), 1))
+
+    def remove_duplicates(self) -> int:
+        """Keep the first row of each key stored more than once, in ONE commit (a replace of the rows
+        with those keys) under the maintenance lease; returns the rows removed."""
+        with self.maintenance_lease():
+            duplicated = self.duplicate_keys()
+            if duplicated.num_rows == 0:
+                return 0
+            first = self.spec.key[0]
+            values = sorted(set(duplicated.column(first).to_pylist()))
+            predicate = f"{first} IN ({', '.join(_sql_text(v) for v in values)})"
+            rows = self.read_arrow().filter(pc.is_in(self.read_arrow(columns=[first]).column(first),
+                                                     value_set=pa.array(values)))
+            keep = _first_per_key(rows, self.spec.key)
+            self.replace_rows(predicate, keep)
+            return rows.num_rows - keep.num_rows
+
+    def orphan_files(self, min_age_hours: int = 1) -> list[str]:
+        """Data files no commit of the log knows, older than ``min_age_hours`` (younger ones may belong
+        to a write in progress): what a writer killed between its files and its commit leaves."""
+        dt = self.table()
+        every = set(dt.vacuum(retention_hours=min_age_hours, dry_run=True, enforce_retention_duration=False,
+                              full=True))
+        removed_by_commits = set(dt.vacuum(retention_hours=min_age_hours, dry_run=True,
+                                           enforce_retention_duration=False))
+        return sorted(every - removed_by_commits)
+
+    def remove_files(self, paths: Sequence[str]) -> int:
+        """Delete data files by their path in the table (``doctor --repair`` of orphan files)."""
+        objects = open_objects(self.uri)
+        for path in paths:
+            objects.delete(path)
+        return len(paths)
+
+    def schema_drift(self) -> list[str]:
+        """How the stored table's schema differs from the group's (names, types, nullability)."""
+        stored = pa.schema(self.table().schema().to_arrow())
+        problems = []
+        for f in self.spec.schema:
+            if f.name not in stored.names:
+                problems.append(f"column {f.name} is missing")
+                continue
+            have = stored.field(f.name)
+            if _plain(have.type) != _plain(f.type):
+                problems.append(f"column {f.name} is {have.type}, not {f.type}")
+            elif have.nullable != f.nullable:
+                problems.append(f"column {f.name} is {'' if have.nullable else 'not '}nullable")
+        problems += [f"column {name} is not in the schema" for name in stored.names
+                     if name not in self.spec.schema.names]
+        return problems
+
     def purge_history(self) -> int:
         """Make the rows no longer in the latest version unreadable, time travel included.
 
@@ -444,6 +501,25 @@ def _key_array(table: pa.Table, key: tuple[str, ...]) -> pa.Array:
         return pc.cast(table.column(key[0]), pa.string()).combine_chunks()
     parts = [pc.cast(table.column(k), pa.string()) for k in key]
     return pc.binary_join_element_wise(*parts, "\x1f").combine_chunks()
+
+
+def _sql_text(value: object) -> str:
+    """A string literal for a Delta SQL predicate (quotes doubled)."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _first_per_key(rows: pa.Table, key: tuple[str, ...]) -> pa.Table:
+    """The first row of each key, in the order read."""
+    numbered = rows.append_column("__row", pa.array(range(rows.num_rows), pa.int64()))
+    firsts = numbered.group_by(list(key), use_threads=False).aggregate([("__row", "min")])
+    return rows.take(pa.array(sorted(firsts.column("__row_min").to_pylist()), pa.int64()))
+
+
+def _plain(kind: pa.DataType) -> pa.DataType:
+    """A type with the physical variants delta-rs may report folded (string_view, large_string)."""
+    if kind in (pa.string_view(), pa.large_string()):
+        return pa.string()
+    return kind
 
 
 def _utc(moment: datetime) -> pd.Timestamp:
