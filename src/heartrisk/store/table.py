@@ -32,7 +32,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable, write_deltalake
-from deltalake.exceptions import CommitFailedError, TableNotFoundError
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from filelock import FileLock
 
 from heartrisk.clock import as_utc, from_millis, utc_now
@@ -306,16 +306,36 @@ class FeatureGroup:
         """
         self._require_safe_store()
         with self.maintenance_lease(), self._lock():
-            table = self.table()
-            removed = table.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
-            before = table.metadata().configuration.get(LOG_RETENTION) or DEFAULT_LOG_RETENTION
-            self._committing("purge", lambda dt: dt.alter.set_table_properties(
-                {LOG_RETENTION: "interval 0 seconds"}))
-            table = self.table()
-            table.create_checkpoint()
-            table.cleanup_metadata()
-            self._committing("purge", lambda dt: dt.alter.set_table_properties(
-                {LOG_RETENTION: before, PURGED_AT: utc_now().isoformat()}, raise_if_not_exists=False))
+            return self._purge()
+
+    def forget_rows(self, predicate: str) -> tuple[int, int]:
+        """Delete the rows matching ``predicate`` and purge the history, under ONE maintenance lease
+        (no compaction can slip between the two and write the rows back); then check that the latest
+        version holds no such row. Returns (rows deleted, data files vacuumed). Conflicting commits of
+        other writers (serve replicas storing submissions) are redone, never shown as a traceback."""
+        self._require_safe_store()
+        with self.maintenance_lease(), self._lock():
+            deleted = int(self._committing("delete", lambda dt: dt.delete(predicate)).get(
+                "num_deleted_rows", 0))
+            vacuumed = self._purge()
+            left = self.table().to_pyarrow_dataset(schema=self.spec.schema).count_rows(
+                filter=_sql_equals(predicate, self.spec.schema))
+            if left:
+                raise StoreError(f"{left} row(s) matching {predicate} are still in {self.spec.table_name} "
+                                 "after the delete; run the command again")
+        return deleted, vacuumed
+
+    def _purge(self) -> int:
+        table = self.table()
+        removed = table.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
+        before = table.metadata().configuration.get(LOG_RETENTION) or DEFAULT_LOG_RETENTION
+        self._committing("purge", lambda dt: dt.alter.set_table_properties(
+            {LOG_RETENTION: "interval 0 seconds"}))
+        table = self.table()
+        table.create_checkpoint()
+        table.cleanup_metadata()
+        self._committing("purge", lambda dt: dt.alter.set_table_properties(
+            {LOG_RETENTION: before, PURGED_AT: utc_now().isoformat()}, raise_if_not_exists=False))
         return len(removed)
 
     def purged_at(self) -> str:
@@ -384,17 +404,23 @@ class FeatureGroup:
     def _committing(self, what: str, attempt: Callable[[DeltaTable], Any]) -> Any:
         """Run ``attempt`` on the latest version; if its commit lost a race, again on the new one.
 
-        The pause grows from 50 ms to about 2 s with jitter, so writers that collided spread out."""
+        The pause grows from 50 ms to about 2 s with jitter, so writers that collided spread out. Also
+        redone: a commit whose log entries were removed under it (``Invalid table version``: a
+        ``forget`` on another machine purged the history while this writer read it)."""
+        last = ""
         for tries in range(1, COMMIT_ATTEMPTS + 1):
             try:
                 return attempt(self.table())
-            except CommitFailedError:
+            except DeltaError as exc:
+                if not (isinstance(exc, CommitFailedError) or _log_moved(exc)):
+                    raise
+                last = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 if tries == COMMIT_ATTEMPTS:
                     break
                 time.sleep(random.uniform(0.5, 1.0) * min(2.0, 0.05 * 2 ** tries))
         raise StoreError(f"{what} on {self.spec.table_name}: other writers won the race for the next "
-                         f"table version {COMMIT_ATTEMPTS} times in a row; this write was not stored. "
-                         "Try again") from None
+                         f"table version {COMMIT_ATTEMPTS} times in a row ({last}); this write was not "
+                         "stored. Try again") from None
 
     def _refuse_repeated_keys(self, batch: pa.Table) -> None:
         keys = _key_array(batch, self.spec.key)
@@ -503,9 +529,25 @@ def _key_array(table: pa.Table, key: tuple[str, ...]) -> pa.Array:
     return pc.binary_join_element_wise(*parts, "\x1f").combine_chunks()
 
 
+def _log_moved(exc: Exception) -> bool:
+    """Whether a Delta error says the log changed under the reader (history purged meanwhile)."""
+    text = str(exc)
+    return any(sign in text for sign in ("Invalid table version", "not found", "No such file"))
+
+
 def _sql_text(value: object) -> str:
     """A string literal for a Delta SQL predicate (quotes doubled)."""
     return "'" + str(value).replace("'", "''") + "'"
+
+
+def _sql_equals(predicate: str, schema: pa.Schema) -> pc.Expression:
+    """``column = 'text'`` (the only form ``forget`` uses) as an Arrow filter, cast to the schema."""
+    column, _, literal = predicate.partition("=")
+    name = column.strip()
+    value = literal.strip()
+    if not (name in schema.names and value.startswith("'") and value.endswith("'")):
+        raise ValueError(f"not a simple equality: {predicate!r}")
+    return pc.field(name).cast(schema.field(name).type) == value[1:-1].replace("''", "'")
 
 
 def _first_per_key(rows: pa.Table, key: tuple[str, ...]) -> pa.Table:
