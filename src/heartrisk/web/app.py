@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from heartrisk import __version__
 from heartrisk.config import Settings
+from heartrisk.store.probe import require_conditional_writes
 from heartrisk.web.guard.limits import BodySizeLimit
 from heartrisk.web.guard.security import SecuritySettings, install_security
 from heartrisk.web.risk_check import api
@@ -58,6 +59,8 @@ def create_app(settings: Settings, web: WebSettings | None = None,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # A store that ignores conditional writes would lose acknowledged submissions: refuse to start.
+        await run_in_threadpool(require_conditional_writes, settings.store_root, settings.single_writer)
         models.start()
         submissions.start()
         try:
