@@ -26,7 +26,6 @@ ENV_VARS: dict[str, str] = {
     "lease_ttl_s": "HEARTRISK_LEASE_TTL",
     "lease_wait_s": "HEARTRISK_LEASE_WAIT",
     "single_writer": "HEARTRISK_SINGLE_WRITER",
-    "redis_url": "HEARTRISK_REDIS_URL",
 }
 
 
@@ -71,21 +70,12 @@ class Settings(BaseModel):
         "seconds a job waits for another machine's run of the same job (0: exit at once, naming it)"))
     single_writer: bool = Field(default=False, description=(
         "only one process ever writes: allow a store that ignores conditional writes"))
-    redis_url: str | None = Field(default=None, description=(
-        "Redis shared by the serve replicas for rate limits and lockouts (redis://host:6379/0)"))
 
     @field_validator("store_uri")
     @classmethod
     def _known_scheme(cls, value: str | None) -> str | None:
         if value and "://" in value and not value.startswith(("s3://", "s3a://", "file://")):
             raise ValueError(f"{value!r}: use a local path, file://… or s3://…")
-        return value
-
-    @field_validator("redis_url")
-    @classmethod
-    def _redis_scheme(cls, value: str | None) -> str | None:
-        if value and not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(f"{value!r}: use redis://host:port/db, rediss://… or unix://…")
         return value
 
     @classmethod

@@ -1,5 +1,6 @@
-"""Three `serve` replicas on three homes, one store on S3, one MLflow server with S3 artifacts:
-submissions stored exactly once, and a `forget` during a burst removes the row everywhere."""
+"""Three `serve` replicas on three homes, one store on S3, one MLflow server with S3 artifacts, one
+Redis: submissions stored exactly once, a `forget` during a burst removes the row everywhere, and the
+rate limit and the operator lockout hold for the three together."""
 
 from __future__ import annotations
 
@@ -22,10 +23,16 @@ from support.web import ANSWERS
 pytestmark = pytest.mark.scaleout
 
 
+#: The submission limit per client for the whole deployment: the bursts below come from one address.
+LIMIT = 300
+ACCEPTED: list[str] = []  # every submission a replica acknowledged in this module, in order
+
+
 @pytest.fixture(scope="module")
 def replicas(cluster: Cluster) -> Iterator[list[ServeProcess]]:
+    env = {"HEARTRISK_REDIS_URL": cluster.redis, "HEARTRISK_SUBMISSION_LIMIT": str(LIMIT)}
     with ExitStack() as stack:
-        started = [ServeProcess(cluster.env(cluster.machine(f"replica-{i}")),
+        started = [ServeProcess(cluster.env(cluster.machine(f"replica-{i}"), **env),
                                 cluster.root / f"replica-{i}.log", cwd=REPO) for i in range(3)]
         for server in started:
             stack.callback(server.stop)
@@ -37,6 +44,8 @@ def replicas(cluster: Cluster) -> Iterator[list[ServeProcess]]:
 def submit(url: str) -> tuple[int, str]:
     body = {**ANSWERS, "heart_disease": bool(uuid.uuid4().int % 2), "consent": True}
     answer = httpx.post(f"{url}/api/v1/submissions", json=body, timeout=120)
+    if answer.status_code == 201:
+        ACCEPTED.append(answer.json()["submission_id"])
     return answer.status_code, answer.json().get("submission_id", answer.text)
 
 
@@ -90,3 +99,17 @@ def test_forget_during_a_burst_removes_the_row_everywhere(cluster: Cluster,
             assert value not in ids, f"{spec.table_name} version {version} still holds it"
     stored = set(open_group(cluster.first, HEART_USER).read(columns=["submission_id"])["submission_id"])
     assert {sid for _, sid in answers} <= stored  # the burst lost nothing to the forget
+
+
+def test_the_rate_limit_and_the_lockout_hold_across_replicas(replicas: list[ServeProcess]) -> None:
+    """Before: each replica counted alone in its memory, so three allowed three times the limit."""
+    statuses = [submit(replicas[i % 3].url)[0] for i in range(LIMIT - len(ACCEPTED) + 9)]
+    assert statuses[:-9] == [201] * (len(statuses) - 9) and statuses[-9:] == [429] * 9
+    assert len(ACCEPTED) == LIMIT
+
+    wrong = {"authorization": "Basic YWRtaW46bm90LXRoZS1wYXNzd29yZA=="}  # admin:not-the-password
+    answers = [httpx.get(f"{replicas[i % 3].url}/api/v1/monitor/summary", headers=wrong, timeout=30)
+               for i in range(8)]
+    assert [a.status_code for a in answers] == [401] * 8
+    # Five wrong guesses (limit 5), spread over the replicas; from then on every replica refuses unchecked.
+    assert [("retry-after" in a.headers) for a in answers] == [False] * 5 + [True] * 3

@@ -19,6 +19,7 @@ class Cluster:
     bucket: str
     mlflow: str
     first: Settings
+    redis: str
 
     @property
     def store_uri(self) -> str:

@@ -20,9 +20,11 @@ form alike:
 * **No tracebacks to clients**: an exception that escapes the app, or a 500 from a mounted app,
   reaches the client as one generic JSON line; the details go to the server log.
 
-Clients are told apart by their address, held **in memory only** and only as a keyed hash (a key drawn
-at start, never written): the limiter cannot list the addresses it has seen, and nothing here logs or
-stores one. :class:`RedactAddresses` also keeps uvicorn's own loggers from writing client addresses.
+Clients are told apart by their address, held only as a keyed hash: the limiter cannot list the
+addresses it has seen, and nothing here logs or stores one. The windows live in this process's memory
+(a key drawn at start, never written), or, with ``HEARTRISK_REDIS_URL``, in a Redis every replica
+shares (:mod:`heartrisk.web.guard.shared`; the key's secret kept there), so N replicas allow what one
+would. :class:`RedactAddresses` also keeps uvicorn's own loggers from writing client addresses.
 """
 
 from __future__ import annotations
@@ -38,12 +40,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from heartrisk.config import settings_from_env
 from heartrisk.web.guard.auth import COOKIE as OPERATOR_COOKIE
 from heartrisk.web.guard.auth import REALM
+from heartrisk.web.guard.shared import RedisWindow, SharedClientKeys, Window, redis_client
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,7 @@ ENV_VARS: dict[str, str] = {
     "submission_window_s": "HEARTRISK_SUBMISSION_WINDOW_S",
     "login_failure_limit": "HEARTRISK_LOGIN_FAILURE_LIMIT",
     "login_window_s": "HEARTRISK_LOGIN_WINDOW_S",
+    "redis_url": "HEARTRISK_REDIS_URL",
 }
 
 SUBMISSION_PATH = "/api/v1/submissions"
@@ -100,6 +104,16 @@ class SecuritySettings(BaseModel):
     login_failure_limit: int = Field(
         default=5, ge=1, description="wrong operator passwords per client per window before a lockout")
     login_window_s: float = Field(default=900, gt=0, description="the lockout window, seconds")
+    redis_url: str | None = Field(default=None, description=(
+        "Redis shared by the serve replicas for the limits and the lockout (redis://host:6379/0); "
+        "unset: each server counts in its own memory"))
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"{value!r}: use redis://host:port/db, rediss://… or unix://…")
+        return value
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> SecuritySettings:
@@ -224,6 +238,18 @@ def _credentialed(scope: Scope, headers: dict[bytes, bytes]) -> bool:
     return b"authorization" in headers or OPERATOR_COOKIE.encode() in headers.get(b"cookie", b"")
 
 
+def limit_windows(settings: SecuritySettings) -> tuple[Callable[[Scope], bytes], Window, Window]:
+    """The client keys and the two windows: in this process's memory, or in the Redis every replica
+    shares when ``redis_url`` is set (:mod:`heartrisk.web.guard.shared`)."""
+    if not settings.redis_url:
+        return (ClientKeys(), SlidingWindow(settings.submission_limit, settings.submission_window_s),
+                SlidingWindow(settings.login_failure_limit, settings.login_window_s))
+    client = redis_client(settings.redis_url)
+    return (SharedClientKeys(client),
+            RedisWindow(client, "submissions", settings.submission_limit, settings.submission_window_s),
+            RedisWindow(client, "login-failures", settings.login_failure_limit, settings.login_window_s))
+
+
 class SecurityMiddleware:
     """See the module docstring. ``submitting_events()`` gives the Gradio fn ids that store a row."""
 
@@ -231,9 +257,7 @@ class SecurityMiddleware:
                  submitting_events: Callable[[], set[int]] | None = None) -> None:
         self.app = app
         self.settings = settings
-        self.keys = ClientKeys()
-        self.submissions = SlidingWindow(settings.submission_limit, settings.submission_window_s)
-        self.failures = SlidingWindow(settings.login_failure_limit, settings.login_window_s)
+        self.keys, self.submissions, self.failures = limit_windows(settings)
         self.submitting_events = submitting_events or (lambda: set())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
