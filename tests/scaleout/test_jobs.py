@@ -82,13 +82,35 @@ def test_two_maintainers_at_once_do_not_double_a_table(cluster: Cluster) -> None
     assert sorted(value for _, value in results)[0] == 0  # the second found nothing left to compact
 
 
+def _append(uri: str, endpoint: str, worker: int, commits: int) -> int:
+    """delta-rs appends as they were before issue 15's probe: one row per commit."""
+    import os
+
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    os.environ["AWS_ENDPOINT_URL"] = endpoint
+    for i in range(commits):
+        write_deltalake(uri, pa.table({"k": [f"{worker}-{i}"]}), mode="append")
+    return commits
+
+
 def test_a_store_that_ignores_conditional_writes_is_refused(cluster: Cluster, tmp_path: Path) -> None:
+    import pyarrow as pa
+    from deltalake import DeltaTable, write_deltalake
+
     bucket = f"unsafe-{uuid.uuid4().hex[:8]}"
     create_bucket(cluster.s3, bucket)
     port = int(cluster.s3.rsplit(":", 1)[1])
     proxy = HeaderStrippingProxy(port)
     try:
         assert conditional_writes_work(open_objects(f"s3://{bucket}/direct"))  # moto itself honours them
+        # What such a store does to concurrent writers: acknowledged commits overwrite each other.
+        lost = f"s3://{bucket}/lost"
+        write_deltalake(lost, pa.table({"k": ["seed"]}))
+        done = at_once(_append, [(lost, proxy.url, w, 10) for w in range(4)], lead_s=5)
+        acknowledged = sum(value for kind, value in done if kind == "ok")
+        assert DeltaTable(lost).to_pyarrow_table().num_rows - 1 < acknowledged == 40
         machine = cluster.machine("unsafe", store_uri=f"s3://{bucket}/store")
         env = cluster.env(machine, AWS_ENDPOINT_URL=proxy.url)
         run = subprocess.run([sys.executable, "-m", "heartrisk", "daily", "--synthetic", "0"], env=env,
