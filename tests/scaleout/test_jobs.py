@@ -38,7 +38,9 @@ def both(cluster: Cluster, args: list[str], machines: list[Settings]) -> list[su
 
 def test_two_daily_and_two_infer_runs_at_once_leave_one_clean_run(cluster: Cluster) -> None:
     a, b = cluster.machine("cron-a"), cluster.machine("cron-b")
-    pending = [add_submission(cluster.first, ANSWERS, i % 2 == 0) for i in range(30)]
+    # distinct answers: more than a few identical submissions a day are quarantined, not merged
+    pending = [add_submission(cluster.first, {**ANSWERS, "sleep_time": float(1 + i % 24), "bmi": 20.0 + i},
+                              i % 2 == 0) for i in range(30)]
     heart = open_group(cluster.first, HEART)
     before = heart.read(columns=["record_id", "source"])
 
@@ -121,7 +123,7 @@ def test_a_store_that_ignores_conditional_writes_is_refused(cluster: Cluster, tm
         import boto3
 
         s3 = boto3.client("s3", endpoint_url=cluster.s3)
-        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="store/").get("Contents", [])]
         assert not [k for k in keys if "_delta_log" in k or k.endswith(".parquet")], keys
 
         single = subprocess.run([sys.executable, "-m", "heartrisk", "daily", "--synthetic", "0"],
