@@ -362,5 +362,27 @@ def forget(
     out.print(result.message, highlight=False)
 
 
+@app.command()
+@command
+def doctor(
+    repair: Annotated[bool, typer.Option(
+        "--repair", help="Fix what is safe to fix: duplicate keys, orphan files, expired leases.")] = False,
+) -> None:
+    """Check every table, the leases and the champions; with --repair fix what is safe (exit 1 if
+    problems are left)."""
+    from heartrisk.jobs.doctor import doctor as run_doctor
+
+    settings = settings_from()
+    result = (run_job(settings, "doctor", lambda: run_doctor(settings, repair=True), on_wait=err.print)
+              if repair else run_doctor(settings))
+    for finding in result.findings:
+        (out if finding.repaired else err).print(finding.line(), highlight=False, markup=False)
+    out.print(result.summary, highlight=False)
+    if result.unresolved:
+        if not repair:
+            out.print("run `heartrisk doctor --repair` to fix what can be fixed safely", highlight=False)
+        raise typer.Exit(1)
+
+
 def main() -> None:  # pragma: no cover - console entry for `python -m heartrisk`
     app()

@@ -26,9 +26,11 @@ from starlette.routing import Mount
 
 from heartrisk import __version__
 from heartrisk.config import Settings
+from heartrisk.store.probe import require_conditional_writes
 from heartrisk.web.guard.limits import BodySizeLimit
-from heartrisk.web.guard.rate_limits import ClientKeys, SlidingWindow, SubmissionLimit
+from heartrisk.web.guard.rate_limits import SubmissionLimit
 from heartrisk.web.guard.security import SecuritySettings, install_security
+from heartrisk.web.guard.shared import guard_state
 from heartrisk.web.risk_check import api
 from heartrisk.web.risk_check.model_cache import ModelCache
 from heartrisk.web.risk_check.submission_writer import DEFAULT_MAX_BATCH, SubmissionWriter
@@ -66,6 +68,8 @@ def create_app(settings: Settings, web: WebSettings | None = None,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # A store that ignores conditional writes would lose acknowledged submissions: refuse to start.
+        await run_in_threadpool(require_conditional_writes, settings.store_root, settings.single_writer)
         models.start()
         submissions.start()
         try:
@@ -84,9 +88,9 @@ def create_app(settings: Settings, web: WebSettings | None = None,
     app.state.web = web
     app.state.models = models
     app.state.submissions = submissions
-    keys = ClientKeys()
-    limit = SubmissionLimit(keys, SlidingWindow(web.security.submission_limit,
-                                                web.security.submission_window_s))
+    guard = guard_state(web.security)  # memory, or the Redis every replica shares
+    keys = guard.keys
+    limit = SubmissionLimit(keys, guard.submissions)
     app.state.client_keys = keys
     app.state.submission_limit = limit
 
@@ -99,7 +103,7 @@ def create_app(settings: Settings, web: WebSettings | None = None,
     app.include_router(api.router)
     from heartrisk.web.dashboard.routes import mount_monitor  # the operator dashboard, before the form
 
-    mount_monitor(app, settings, security=web.security, keys=keys)
+    mount_monitor(app, settings, security=web.security, guard=guard)
     mount_form(app, settings, models, submissions, web, limit)  # last: it takes every path not routed
     return app
 

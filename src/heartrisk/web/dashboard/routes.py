@@ -23,9 +23,8 @@ from heartrisk.web.dashboard.cache import DashboardSettings, SnapshotCache
 from heartrisk.web.dashboard.page import dashboard_page, login_page
 from heartrisk.web.guard.auth import REALM, OperatorAuth
 from heartrisk.web.guard.operator_access import PRIVATE, OperatorAccess, locked_out, lockout
-from heartrisk.web.guard.rate_limits import ClientKeys, SlidingWindow
 from heartrisk.web.guard.security import SecuritySettings
-from heartrisk.web.guard.sessions import MemorySessionStore
+from heartrisk.web.guard.shared import GuardState, guard_state
 from heartrisk.web.risk_check.schemas import ErrorBody
 
 PLOTLY_BUNDLE = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
@@ -41,18 +40,18 @@ Hours = Annotated[float | None, Query(gt=0, le=24 * 366, description="recent win
 
 def mount_monitor(app: FastAPI, settings: Settings, config: DashboardSettings | None = None,
                   auth: OperatorAuth | None = None, security: SecuritySettings | None = None,
-                  keys: ClientKeys | None = None) -> OperatorAuth:
+                  guard: GuardState | None = None) -> OperatorAuth:
     """Add ``/monitor`` and ``/api/v1/monitor/*`` to ``app``; returns the password check in use.
 
     The routes go in front of any mount already at ``/`` (Gradio), so they are reached first.
-    Sessions and failure counts are kept in this process (web/guard/sessions.py says how to share them).
+    Sessions and failure counts live in ``guard`` (this process's memory, or the Redis the replicas
+    share: web/guard/shared.py).
     """
     auth = auth or OperatorAuth.for_settings(settings)
     security = security or SecuritySettings()
-    access = OperatorAccess(
-        auth=auth, sessions=MemorySessionStore(),
-        failures=SlidingWindow(security.login_failure_limit, security.login_window_s),
-        keys=keys or ClientKeys(), session_seconds=security.session_s)
+    guard = guard or guard_state(security)
+    access = OperatorAccess(auth=auth, sessions=guard.sessions, failures=guard.failures, keys=guard.keys,
+                            session_seconds=security.session_s)
     cache = SnapshotCache(settings, config or DashboardSettings())
     before = len(app.router.routes)
     app.include_router(page_router(access, cache))

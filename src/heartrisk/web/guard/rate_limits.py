@@ -1,10 +1,10 @@
 """Who a client is, and its budgets: the per-client state behind the rate limits.
 
-Clients are told apart by their address, held **in memory only** and only as a keyed hash (a key drawn
-at start, never written): the limiter cannot list the addresses it has seen, and nothing here logs or
-stores one. Which address is the client's is uvicorn's to say, from ``HEARTRISK_TRUSTED_PROXIES``
-(web/server.py). The budgets are counted where the thing they protect happens (web/guard/security.py
-lists where), not by URL.
+Clients are told apart by their address, held only as a keyed hash (a key drawn at start, or shared
+by the replicas through Redis: web/guard/shared.py): the limiter cannot list the addresses it has
+seen, and nothing here logs or stores one. Which address is the client's is uvicorn's to say, from
+``HEARTRISK_TRUSTED_PROXIES`` (web/server.py). The budgets are counted where the thing they protect
+happens (web/guard/security.py lists where), not by URL.
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ from starlette.types import Scope
 
 
 class ClientKeys:
-    """Client address -> an opaque key (HMAC with a per-process secret): no address is kept."""
+    """Client address -> an opaque key (HMAC with a secret): no address is kept. The secret is drawn
+    per process, or shared by the replicas through Redis (web/guard/shared.py)."""
 
-    def __init__(self) -> None:
-        self._secret = secrets.token_bytes(32)
+    def __init__(self, secret: bytes | None = None) -> None:
+        self._secret = secret or secrets.token_bytes(32)
 
     def __call__(self, scope: Scope) -> bytes:
         client = scope.get("client")
@@ -109,7 +110,8 @@ class SlidingWindow:
 
 class RateWindow(Protocol):
     """What :class:`SubmissionLimit` needs of its counts: :class:`SlidingWindow` in memory here; a
-    shared store (Redis) would implement the same three calls for several replicas."""
+    shared store (:class:`~heartrisk.web.guard.shared.RedisWindow`) implements the same calls for several
+    replicas."""
 
     def retry_after(self, key: bytes) -> float: ...
 

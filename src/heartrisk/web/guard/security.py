@@ -29,6 +29,8 @@ share in web/guard/gradio_routes.py.
 Clients are told apart (and their budgets kept) by web/guard/rate_limits.py; which address is the
 client's is uvicorn's to say, from ``HEARTRISK_TRUSTED_PROXIES`` (web/server.py).
 :class:`RedactAddresses` also keeps uvicorn's own loggers from writing addresses.
+With ``HEARTRISK_REDIS_URL`` the budgets, the lockout's failure counts and the operator sessions live
+in a Redis every replica shares (web/guard/shared.py), so N replicas allow what one would.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ ENV_VARS: dict[str, str] = {
     "queue_per_client": "HEARTRISK_QUEUE_PER_CLIENT",
     "request_timeout_s": "HEARTRISK_REQUEST_TIMEOUT_S",
     "hsts_max_age_s": "HEARTRISK_HSTS_MAX_AGE_S",
+    "redis_url": "HEARTRISK_REDIS_URL",
 }
 
 GENERIC_500 = {"detail": "internal error; the server log has the details", "errors": []}
@@ -123,6 +126,9 @@ class SecuritySettings(BaseModel):
         "closed (300 half-sent requests used to stay open)"))
     hsts_max_age_s: int = Field(default=31_536_000, ge=0, description=(
         "Strict-Transport-Security max-age sent on answers over https (0: none)"))
+    redis_url: str | None = Field(default=None, description=(
+        "Redis shared by the serve replicas for the limits, the lockout and the operator sessions "
+        "(redis://host:6379/0); unset: each server keeps them in its own memory"))
 
     @field_validator("trusted_proxies", "allowed_hosts", mode="before")
     @classmethod
@@ -146,6 +152,13 @@ class SecuritySettings(BaseModel):
     @classmethod
     def _hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(host.lower().strip("[]") for host in value)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"{value!r}: use redis://host:port/db, rediss://… or unix://…")
+        return value
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> SecuritySettings:

@@ -14,13 +14,13 @@ its expiry; logging out deletes it. So:
 Signed tokens were the alternative (no store, replicas agree through a shared key). They were not
 chosen because revoking one needs a shared deny-list anyway, and a deny-list fails open: a replica that
 misses it accepts a revoked token. With an allow-list a replica that does not know a session refuses
-it, which is safe. Several replicas share sessions by sharing the store (e.g. Redis with ``SET key
-expiry EX ttl``): :class:`SessionStore` is the whole interface such a backend implements.
+it, which is safe. Several replicas share sessions by sharing the store: with ``HEARTRISK_REDIS_URL``
+:class:`~heartrisk.web.guard.shared.RedisSessionStore` keeps ``SET <hash> 1 EX <ttl>``, and
+:class:`SessionStore` is the whole interface it implements.
 
-The lockout counts wrong passwords per source in a sliding window (:class:`FailureLog`); the in-memory
-:class:`~heartrisk.web.guard.rate_limits.SlidingWindow` implements it, and a shared backend would
-too. Both live in one process until then: with several replicas each keeps its own (DESIGN.md,
-"Where one machine is not enough").
+The lockout counts wrong passwords per source in a sliding window (:class:`FailureLog`): the in-memory
+:class:`~heartrisk.web.guard.rate_limits.SlidingWindow`, or the Redis window of web/guard/shared.py
+that every replica shares.
 """
 
 from __future__ import annotations
