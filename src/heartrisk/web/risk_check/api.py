@@ -2,7 +2,7 @@
 
 A submission is checked in the thread pool (a refused one is answered 422 and never queued), then
 waits on the loop, holding no thread, for the submission writer's commit that holds it
-(web/submission_writer.py: submissions that arrive together share one Delta commit). The other routes
+(risk_check/submission_writer.py: submissions that arrive together share one Delta commit). The other routes
 only read memory and run on the loop; a prediction goes to the pool only when it is dear (see
 :func:`predict`).
 Every error body is an :class:`~heartrisk.web.risk_check.schemas.ErrorBody`: one readable line plus the fields
