@@ -26,6 +26,9 @@ ENV_VARS: dict[str, str] = {
     "store_uri": "HEARTRISK_STORE_URI",
     "mlflow_uri": "MLFLOW_TRACKING_URI",
     "synth_submissions_from": "HEARTRISK_SYNTH_SUBMISSIONS_FROM",
+    "lease_ttl_s": "HEARTRISK_LEASE_TTL",
+    "lease_wait_s": "HEARTRISK_LEASE_WAIT",
+    "single_writer": "HEARTRISK_SINGLE_WRITER",
 }
 
 
@@ -68,6 +71,12 @@ class Settings(BaseModel):
         "consent scope: submissions shared at or after this time also train the synthesizer, and the "
         "form's consent text says so; unset (the default), submissions train and check the classifier "
         "only. A time, not a switch: people who shared before the text changed agreed to less"))
+    lease_ttl_s: float = Field(default=60.0, ge=5, le=3600, description=(
+        "seconds a job's lease lives without renewal: how long a crashed run blocks other machines"))
+    lease_wait_s: float = Field(default=0.0, ge=0, description=(
+        "seconds a job waits for another machine's run of the same job (0: exit at once, naming it)"))
+    single_writer: bool = Field(default=False, description=(
+        "only one process ever writes: allow a store that ignores conditional writes"))
 
     @field_validator("store_uri")
     @classmethod
