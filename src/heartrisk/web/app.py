@@ -5,8 +5,9 @@ home). Order matters: the Gradio form is mounted at ``/`` and answers every path
 it, so the API (``/api/v1``), the docs (``/docs``) and the dashboard (``/monitor``) come first.
 Cross-cutting concerns (body size: web/limits.py; rate limits, security headers and generic 500s:
 web/security.py) are app-wide middleware, so they cover the API, the dashboard and the form alike.
-Two background threads live as long as the app (its lifespan starts and stops them): the model cache
-following the champion, and the submission writer that commits shared outcomes in batches.
+Three background threads live as long as the app (its lifespan starts and stops them): the model cache
+following the champion, the submission writer that commits shared outcomes in batches, and the
+serving profile's writer (counts of what was asked, monitoring/served_profile.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from heartrisk import __version__
 from heartrisk.config import Settings
+from heartrisk.monitoring.served_profile import FLUSH_SECONDS, ServingProfile, replica_from_env
 from heartrisk.web.guard.limits import BodySizeLimit
 from heartrisk.web.guard.security import SecuritySettings, install_security
 from heartrisk.web.risk_check import api
@@ -45,26 +47,36 @@ class WebSettings(BaseModel):
     submission_batch: int = Field(default=DEFAULT_MAX_BATCH, ge=1,
                                   description="most submissions written in one commit (submissions "
                                               "arriving during a commit are written together)")
+    replica: str = Field(default_factory=replica_from_env, min_length=1,
+                         description="this server's name in the serving profile (HEARTRISK_REPLICA; "
+                                     "default: the machine's name)")
+    profile_flush_seconds: float = Field(default=FLUSH_SECONDS, ge=0, le=3600,
+                                         description="how often the serving profile is written (a "
+                                                     "SIGKILL loses at most this much of it)")
     security: SecuritySettings = Field(default_factory=SecuritySettings.from_env,
                                        description="rate limits (web/security.py; HEARTRISK_* variables)")
 
 
 def create_app(settings: Settings, web: WebSettings | None = None,
-               models: ModelCache | None = None, submissions: SubmissionWriter | None = None) -> FastAPI:
+               models: ModelCache | None = None, submissions: SubmissionWriter | None = None,
+               profile: ServingProfile | None = None) -> FastAPI:
     """The whole web app for ``settings``; nothing starts until the ASGI server runs it."""
     web = web or WebSettings()
     models = models or ModelCache(settings, poll_seconds=web.poll_seconds)
     submissions = submissions or SubmissionWriter(settings, max_batch=web.submission_batch)
+    profile = profile or ServingProfile(settings, web.replica, web.profile_flush_seconds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         models.start()
         submissions.start()
+        profile.start()
         try:
             yield
         finally:
             # The server has stopped taking requests: write what is queued, refuse anything later (503).
             await run_in_threadpool(submissions.stop)
+            await run_in_threadpool(profile.stop)  # the counts since the last write
             models.stop()
 
     app = FastAPI(
@@ -76,6 +88,7 @@ def create_app(settings: Settings, web: WebSettings | None = None,
     app.state.web = web
     app.state.models = models
     app.state.submissions = submissions
+    app.state.profile = profile
 
     app.add_middleware(BodySizeLimit, max_bytes=web.max_body_bytes)
     install_security(app, web.security)  # outermost: headers, rate limits, generic 500s
@@ -84,18 +97,18 @@ def create_app(settings: Settings, web: WebSettings | None = None,
     from heartrisk.web.dashboard.routes import mount_monitor  # the operator dashboard, before the form
 
     mount_monitor(app, settings)
-    mount_form(app, settings, models, submissions, web)  # last: it takes every path not routed above
+    mount_form(app, settings, models, submissions, web, profile)  # last: it takes every path not routed above
     return app
 
 
 def mount_form(app: FastAPI, settings: Settings, models: ModelCache, submissions: SubmissionWriter,
-               web: WebSettings) -> None:
+               web: WebSettings, profile: ServingProfile | None = None) -> None:
     """Mount the Gradio risk check at ``/`` with deliberate concurrency and nothing recorded."""
     import gradio as gr
 
     from heartrisk.web.risk_check.form import CSS, build_form
 
-    form = build_form(settings, models, submissions)
+    form = build_form(settings, models, submissions, profile)
     # Gradio runs 1 event at a time unless told otherwise; risk checks are short and CPU-light, so
     # several at once keep the page responsive under load. The queue bound sheds load politely.
     form.queue(default_concurrency_limit=web.form_concurrency, max_size=web.form_queue_size)

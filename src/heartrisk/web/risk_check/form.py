@@ -21,6 +21,7 @@ import pandas as pd
 
 from heartrisk.config import Settings
 from heartrisk.features import BY_NAME, FEATURES, LABEL, Feature
+from heartrisk.monitoring.served_profile import ServingProfile
 from heartrisk.validation import coerce
 from heartrisk.web.risk_check.model_cache import ModelCache, ModelUnavailableError
 from heartrisk.web.risk_check.risk import score
@@ -175,17 +176,19 @@ def imputed_markdown(result: Prediction) -> str:
 
 
 # ------------------------------------------------------------------------------------ the page
-def build_form(settings: Settings, models: ModelCache, submissions: SubmissionWriter) -> gr.Blocks:
+def build_form(settings: Settings, models: ModelCache, submissions: SubmissionWriter,
+               profile: ServingProfile | None = None) -> gr.Blocks:
     """The Blocks app (not yet mounted); :func:`heartrisk.web.app.create_app` mounts it at ``/``.
 
-    Shared outcomes go through the app's submission writer, as the API's do (one commit per batch)."""
+    Shared outcomes go through the app's submission writer, as the API's do (one commit per batch);
+    each risk given is counted in the serving profile, as the API's are."""
 
     def check_risk(*values: Any) -> tuple[Any, Any, Any]:
         try:
             scorer = models.get()
         except ModelUnavailableError as exc:
             return f"**No model is available yet.** {exc}", None, ""
-        result = score(scorer, [parse_answers(values)[0]])[0]
+        result = score(scorer, [parse_answers(values)[0]], profile=profile)[0]
         return risk_markdown(result), factor_chart(result), imputed_markdown(result)
 
     def share_outcome(*values: Any) -> str:
