@@ -19,7 +19,7 @@ import pandas as pd
 from heartrisk.features import BY_NAME, FEATURE_NAMES, FEATURES
 from heartrisk.monitoring.drift import PROBABILITY, DriftReport, DriftSettings, Window, drift_report
 from heartrisk.monitoring.estimated import METRICS, estimate
-from heartrisk.monitoring.served_profile import RISK, answer_bin, bin_value, shown_count
+from heartrisk.monitoring.served_profile import RISK, SMALL_COUNT, answer_bin, bin_value, shown_count
 
 
 def binned_reference(reference: pd.DataFrame) -> pd.DataFrame:
@@ -82,10 +82,11 @@ def served_window(profile: pd.DataFrame, end: date, config: DriftSettings) -> tu
 def served_drift(reference: pd.DataFrame, profile: pd.DataFrame, end: date,
                  config: DriftSettings | None = None) -> DriftReport | None:
     """Drift of the served population (a recent window of the profile) against the reference sample;
-    None when nobody was served in ``max_days``."""
+    None when fewer than 10 people were served in ``max_days`` (their shares of Unknown and their
+    distances would describe each of them)."""
     config = config or DriftSettings()
     inside, window = served_window(profile, end, config)
-    if window.rows == 0:
+    if window.rows < SMALL_COUNT:
         return None
     current = expanded(inside, config.max_rows).assign(source="served")
     report = drift_report(binned_reference(reference), current, window, config)
