@@ -28,6 +28,7 @@ import os
 import socket
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
@@ -48,7 +49,9 @@ SMALL_COUNT = 10
 #: Default seconds between two writes of the profile (the most a SIGKILL can lose).
 FLUSH_SECONDS = 900.0
 
-Cell = tuple[date, str, str, str, bool]  # day, model version, question, answer, flagged
+#: Per (day, model version): counts of (question, answer) (the risk's answer is (bin, flagged)), and
+#: the sum of the risks per (bin, flagged).
+Cells = tuple[Counter, dict[tuple[str, bool], float]]
 
 
 def number_bin(feature: Feature, value: float) -> str:
@@ -68,6 +71,25 @@ def answer_bin(feature: Feature, value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return UNKNOWN
     return number_bin(feature, float(value)) if feature.is_numeric else str(value)
+
+
+def _number_labels(feature: Feature) -> dict[int, str]:
+    return {i: str(i) for i in range(math.floor(feature.low or 0), math.floor(feature.high or 0) + 1)}
+
+
+#: (name, numeric, labels of the number bins) per question, in the spec's order: computed once.
+_QUESTIONS: tuple[tuple[str, bool, dict[int, str]], ...] = tuple(
+    (f.name, f.is_numeric, _number_labels(f) if f.is_numeric else {}) for f in FEATURES)
+
+
+def _bin(numeric: bool, labels: dict[int, str], value: Any) -> str:
+    """:func:`answer_bin` for the request path (labels precomputed; the spec's range was checked)."""
+    if value is None or value != value:  # None or NaN
+        return UNKNOWN
+    if not numeric:
+        return value
+    label = labels.get(math.floor(value))
+    return label if label is not None else str(min(max(math.floor(value), min(labels)), max(labels)))
 
 
 def bin_value(feature: Feature, answer: str) -> float | str | None:
@@ -103,7 +125,7 @@ class ServingProfile:
         self._today = today or (lambda: datetime.now(UTC).date())
         self._boot = uuid.uuid4().hex[:12]
         self._sequence = 0
-        self._cells: dict[Cell, list[float]] = {}
+        self._cells: dict[tuple[date, str], Cells] = {}
         self._pending: tuple[str, pd.DataFrame] | None = None  # a write that failed, retried as is
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -113,18 +135,18 @@ class ServingProfile:
     # ------------------------------------------------------------------ the request path
     def record(self, answers: Mapping[str, Any], probability: float, flagged: bool,
                model_version: str) -> None:
-        """Count one answered request: each question's answer and the risk's bin (a few µs)."""
+        """Count one answered request: each question's answer and the risk's bin (a few µs).
+
+        The answers are binned before the lock is taken; under it, one C-level ``Counter.update``
+        and one sum."""
         day = self._today()
-        keys = [(f.name, answer_bin(f, answers.get(f.name))) for f in FEATURES]
-        risk = (day, model_version, RISK, risk_bin(probability), bool(flagged))
+        keys = [(name, _bin(numeric, labels, answers.get(name))) for name, numeric, labels in _QUESTIONS]
+        risk = (risk_bin(probability), bool(flagged))
         with self._lock:
-            cells = self._cells
-            for question, answer in keys:
-                cell = cells.setdefault((day, model_version, question, answer, False), [0, 0.0])
-                cell[0] += 1
-            cell = cells.setdefault(risk, [0, 0.0])
-            cell[0] += 1
-            cell[1] += probability
+            counts, sums = self._cells.setdefault((day, model_version), (Counter(), {}))
+            counts.update(keys)
+            counts[(RISK, risk)] += 1
+            sums[risk] = sums.get(risk, 0.0) + probability
 
     # ------------------------------------------------------------------ writing
     def flush(self) -> int:
@@ -151,11 +173,17 @@ class ServingProfile:
         self._pending = None
         return result.inserted
 
-    def _frame(self, flush_id: str, cells: dict[Cell, list[float]]) -> pd.DataFrame:
-        rows = [{"day": day, "replica": self.replica, "flush_id": flush_id, "model_version": version,
-                 "question": question, "answer": answer, "flagged": flagged, "count": int(count),
-                 "probability_sum": float(total)}
-                for (day, version, question, answer, flagged), (count, total) in cells.items()]
+    def _frame(self, flush_id: str, cells: dict[tuple[date, str], Cells]) -> pd.DataFrame:
+        rows = []
+        for (day, version), (counts, sums) in cells.items():
+            common = {"day": day, "replica": self.replica, "flush_id": flush_id, "model_version": version}
+            for (question, answer), count in counts.items():
+                if question == RISK:
+                    (answer, flagged), total = answer, sums[answer]
+                else:
+                    flagged, total = False, 0.0
+                rows.append({**common, "question": question, "answer": answer, "flagged": flagged,
+                             "count": int(count), "probability_sum": float(total)})
         return pd.DataFrame(rows, columns=SERVING_PROFILE.columns)
 
     # ------------------------------------------------------------------ lifetime
