@@ -25,8 +25,9 @@ def run_check(settings: Settings, config: CheckSettings | None = None,
     """Judge every condition now, keep the result, alert on failures; returns the run."""
     now = now or utc_now()
     config = config or CheckSettings()
+    # No condition reads the SHAP sample: explain as few rows as the report allows.
     report = report or ReportSettings(
-        served_drift=DriftSettings(min_rows=config.served_min_rows))
+        shap_rows=10, served_drift=DriftSettings(min_rows=config.served_min_rows))
     snap = build_snapshot(settings, report, now=now)
     jobs = JobState(settings).jobs()
     run = evaluate(snap, jobs, config, now)
