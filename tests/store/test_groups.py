@@ -1,4 +1,4 @@
-"""The four feature groups and the record-id scheme: the one place that knows either."""
+"""The five feature groups and the record-id scheme: the one place that knows either."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def test_a_record_id_says_where_the_row_came_from() -> None:
 
 def test_the_quarantine_is_a_group_like_the_others(ingested: Settings) -> None:
     assert [spec.name for spec in GROUPS] == ["heart", "heart_user", "heart_user_quarantine",
-                                              "heart_predictions"]
+                                              "heart_predictions", "serving_profile"]
     assert QUARANTINE.columns == [*HEART_USER.columns, "quarantined_at", "reason"]
     status = store_status(ingested)
     assert set(status) == {spec.table_name for spec in GROUPS}

@@ -23,7 +23,7 @@ from heartrisk.web.guard.auth import PASSWORD_ENV, OperatorAuth, operator_passwo
 
 PASSWORD = "correct horse battery staple"
 API = ("summary", "model", "performance", "confusion", "drift", "volume", "recent", "shap",
-       "synthesizer")
+       "synthesizer", "served", "subgroups", "calibration", "checks")
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -129,6 +129,14 @@ def test_the_api_numbers_agree_with_the_store(client: TestClient, monitored: Set
     assert sum(day.get("user", 0) or 0 for day in volume["heart_rows_by_day_and_source"]) == 60
     shap = client.get("/api/v1/monitor/shap", auth=auth).json()
     assert shap["available"] and len(shap["mean_abs"]) == 17
+    subgroups = client.get("/api/v1/monitor/subgroups", auth=auth).json()
+    by_sex = [row for row in subgroups["all"] if row["attribute"] == "sex"]
+    assert sum(row["rows"] for row in by_sex) == len(stored)  # every labelled prediction has a sex
+    assert all(row["roc_auc"] is not None for row in by_sex)
+    calibration = client.get("/api/v1/monitor/calibration", auth=auth).json()
+    assert sum(day["rows"] for day in calibration["daily"]) == len(stored)
+    daily = pd.DataFrame(calibration["daily"])
+    assert (daily["observed_rate"].between(0, 1)).all() and len(calibration["reliability"]) == 10
     model = client.get("/api/v1/monitor/model", auth=auth).json()["model"]
     assert model["version"] == "1" and model["feature_group"] == "heart_v1"
     assert 0 < model["threshold"] < 1 and "roc_auc" in model["test_metrics"]

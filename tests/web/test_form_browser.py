@@ -20,6 +20,7 @@ import pytest
 
 from heartrisk.config import Settings
 from heartrisk.features import BY_NAME, FEATURES
+from heartrisk.monitoring.served_profile import RISK, read_profile
 from heartrisk.web.risk_check.form import short_name
 from heartrisk.web.server import BackgroundServer
 from support.web import ANSWERS, CHROMIUM, CHROMIUM_ARGS, UNKNOWNS, stored_submissions
@@ -60,6 +61,14 @@ def answer(page: Any, name: str, value: Any) -> None:
 
 def test_risk_check_and_consented_sharing(page: Any, web_server: BackgroundServer, web_home: Settings,
                                           tmp_path: Path) -> None:
+    profile = web_server.app.state.profile
+
+    def counted() -> int:
+        profile.flush()
+        rows = read_profile(web_home)
+        return int(rows.loc[rows["question"] == RISK, "count"].sum()) if not rows.empty else 0
+
+    served_before = counted()
     # A bad answer is named by its field, and nothing is computed.
     answer(page, "bmi", 0)
     page.locator("#q-bmi").get_by_role("textbox").fill("abc")
@@ -76,6 +85,7 @@ def test_risk_check_and_consented_sharing(page: Any, web_server: BackgroundServe
 
     expected = httpx.post(web_server.url + "/api/v1/predict", json=ANSWERS).json()
     assert shown == f"{expected['probability']:.1%}"
+    assert counted() == served_before + 2  # the form's answer and the API's, not the refused one
     text = page.locator("#risk-result").inner_text()
     band = expected["risk_band"]
     assert ("About average" if band == "average" else f"{band.capitalize()} than average") in text

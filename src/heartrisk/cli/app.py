@@ -378,6 +378,27 @@ def infer(
 
 @app.command()
 @command
+def check(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the verdicts as JSON.")] = False,
+) -> None:
+    """Judge the monitoring conditions (drift, performance, calibration, subgroups, volume, jobs,
+    synthesizer); alert on failures; exit 1 when one failed. Limits: HEARTRISK_CHECK_* variables."""
+    from heartrisk.monitoring.checks import CheckSettings
+    from heartrisk.runtime.alerts import AlertSettings
+    from heartrisk.runtime.check import run_check
+
+    settings = settings_from()
+    result = run_check(settings, CheckSettings.from_env(), alerts=AlertSettings.from_env())
+    if as_json:
+        out.print_json(json.dumps(result.to_dict()))
+    else:
+        render.checks(out, result)
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+@app.command()
+@command
 def forget(
     submission_id: Annotated[str, typer.Argument(
         help="The reference the person was given when they shared their outcome (a UUID).")],

@@ -195,3 +195,19 @@ def privacy_rows_table(rows: dict[str, dict[str, Any]], title: str) -> Table:
     if not rows:
         table.add_row("not measured (fitted before the privacy report)", "", "", "", "")
     return table
+
+
+# ---------------------------------------------------------------------------------------- checks
+CHECK_COLOURS = {"pass": "green", "fail": "red", "skipped": "yellow"}
+
+
+def checks(console: Any, run: Any) -> None:
+    """`heartrisk check`: one line per condition, coloured by its verdict, then the overall verdict."""
+    table = Table("condition", "verdict", "value", "limit", "detail", title=f"checks at {run.at}")
+    for r in run.results:
+        colour = CHECK_COLOURS.get(r.status, "white")
+        table.add_row(r.name, f"[{colour}]{r.status}[/]", "" if r.value is None else f"{r.value:g}",
+                      "" if r.limit is None else f"{r.limit:g}", r.detail)
+    console.print(table)
+    failed = [r.name for r in run.failed]
+    console.print(f"[red]failed: {', '.join(failed)}[/]" if failed else "[green]all conditions passed[/]")

@@ -32,10 +32,10 @@ import pandas as pd
 
 from heartrisk import tracking
 from heartrisk.config import Settings
-from heartrisk.features import FEATURES
+from heartrisk.features import FEATURES, LABEL
 from heartrisk.model.evaluation import Comparison, scores
 from heartrisk.model.explain import explain
-from heartrisk.model.gate import GateDecision, gate
+from heartrisk.model.gate import GATE_SOURCES, ChampionScores, GateDecision, SubgroupScores, gate
 from heartrisk.model.plots import save_plots, shap_summary_plot
 from heartrisk.model.registry import champion_scores, register_model
 from heartrisk.model.training import (
@@ -49,6 +49,7 @@ from heartrisk.model.training import (
     prepare,
     search,
 )
+from heartrisk.monitoring.subgroups import subgroup_table
 from heartrisk.progress import progress_bar
 from heartrisk.store.groups import HEART, from_sources, open_group
 from heartrisk.store.lineage import Lineage, user_rows_read
@@ -122,8 +123,9 @@ def train(settings: Settings, ts: TrainSettings | None = None) -> TrainResult:
         p_test = model.risk(data.X_test, validate=False)
         metrics = scores(data.y_test, p_test, model.threshold)
         gating = bar.add_task("champion gate", total=1)
-        decision = gate(data.split.test_ids, data.y_test, p_test,
-                        champion_scores(settings, data.split.X_test), ts.bootstrap, ts.seed)
+        champion = champion_scores(settings, data.split.X_test)
+        decision = gate(data.split.test_ids, data.y_test, p_test, champion, ts.bootstrap, ts.seed,
+                        subgroups=gate_subgroups(data, p_test, champion))
         bar.advance(gating)
         logging_task = bar.add_task("logging to MLflow", total=1)
         table = pd.DataFrame([c.row() for c in candidates])
@@ -143,6 +145,21 @@ def train(settings: Settings, ts: TrainSettings | None = None) -> TrainResult:
 
 
 # ---------------------------------------------------------------------------------------- MLflow
+def gate_subgroups(data: Prepared, p_test: np.ndarray,
+                   champion: ChampionScores | None) -> SubgroupScores | None:
+    """Both models' subgroup tables on the judging (curated) test records, for the gate."""
+    if champion is None or champion.probabilities is None:
+        return None
+    trusted = from_sources(data.split.test_ids, GATE_SOURCES)
+    answers = data.split.X_test.reset_index(drop=True)[trusted]
+    truth = np.asarray(data.y_test, dtype=bool)[trusted]
+
+    def table(p: np.ndarray) -> pd.DataFrame:
+        return subgroup_table(answers.assign(**{LABEL.name: truth, "probability": p[trusted]}))
+
+    return SubgroupScores(challenger=table(np.asarray(p_test)), champion=table(champion.probabilities))
+
+
 def log_run(run: TrackedRun, settings: Settings, ts: TrainSettings, data: Prepared, model: Any,
             chosen: Candidate, metrics: dict[str, float], table: pd.DataFrame, p_test: np.ndarray,
             decision: GateDecision) -> None:

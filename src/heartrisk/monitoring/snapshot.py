@@ -28,7 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from heartrisk.clock import utc_now
 from heartrisk.config import Settings
-from heartrisk.features import BY_NAME, FEATURE_NAMES
+from heartrisk.features import BY_NAME, FEATURE_NAMES, LABEL
+from heartrisk.monitoring.check_history import load_history
 from heartrisk.monitoring.drift import PROBABILITY, DriftReport, DriftSettings, psi_level
 from heartrisk.monitoring.metrics import (
     classification_metrics,
@@ -46,6 +47,23 @@ from heartrisk.monitoring.reads import (
     reference_sample,
     synthesizer_quality,
 )
+from heartrisk.monitoring.served import (
+    estimated_by_day,
+    profile_table,
+    requests_table,
+    served_drift,
+    suppressed_estimates,
+    today_end,
+)
+from heartrisk.monitoring.served_profile import read_profile
+from heartrisk.monitoring.subgroups import (
+    MIN_POSITIVES,
+    MIN_ROWS,
+    calibration_by_day,
+    reliability_curve,
+    subgroup_table,
+    subgroups_by_day,
+)
 from heartrisk.store.groups import HEART, open_group
 
 
@@ -58,6 +76,8 @@ class ReportSettings(BaseModel):
     shap_rows: int = Field(500, ge=10, description="recent rows explained for the SHAP summary")
     recent_rows: int = Field(25, ge=1, le=500, description="latest predictions listed")
     drift: DriftSettings = DriftSettings()
+    served_drift: DriftSettings = DriftSettings()
+    served_draws: int = Field(2000, ge=100, description="draws behind the estimated performance's interval")
 
 
 @dataclass(frozen=True)
@@ -92,6 +112,13 @@ class Snapshot:
     synthesizer: dict[str, Any] = field(default_factory=dict)
     #: Models that learned from erased rows (:func:`heartrisk.monitoring.reads.erased_models`).
     erasure: dict[str, Any] = field(default_factory=dict)
+    served: dict[str, Any] = field(default_factory=dict)
+    served_drift: DriftReport | None = None
+    subgroups: pd.DataFrame = field(default_factory=pd.DataFrame)
+    subgroups_daily: pd.DataFrame = field(default_factory=pd.DataFrame)
+    calibration_daily: pd.DataFrame = field(default_factory=pd.DataFrame)
+    reliability: pd.DataFrame = field(default_factory=pd.DataFrame)
+    checks: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
 
     # ------------------------------------------------------------------ JSON views
@@ -137,6 +164,26 @@ class Snapshot:
     def synthesizer_json(self) -> dict[str, Any]:
         return self.synthesizer
 
+    def served_json(self) -> dict[str, Any]:
+        """The served population: counts (below 10 as "<10"), estimated performance, drift."""
+        drift = None
+        if self.served_drift is not None:
+            drift = self.served_drift.to_dict()
+            for row in drift["features"]:  # type: ignore[union-attr]
+                row["psi_level"] = psi_level(row.get("psi"))
+        return {**self.served, "drift": drift,
+                "note": "counts of what was asked, per day; nothing per person is kept"}
+
+    def subgroups_json(self) -> dict[str, Any]:
+        return {"all": records(self.subgroups), "daily": records(self.subgroups_daily),
+                "minimum_rows": MIN_ROWS, "minimum_positives": MIN_POSITIVES}
+
+    def checks_json(self) -> dict[str, Any]:
+        return {"runs": self.checks, "latest": self.checks[-1] if self.checks else None}
+
+    def calibration_json(self) -> dict[str, Any]:
+        return {"daily": records(self.calibration_daily), "reliability": records(self.reliability)}
+
     def summary_json(self) -> dict[str, Any]:
         return {"generated_at": self.generated_at.isoformat(timespec="seconds"), "hours": self.hours,
                 "seconds": round(self.seconds, 3), **self.model_json(),
@@ -144,7 +191,8 @@ class Snapshot:
                 "metrics_window": clean(self.metrics_window),
                 "drifted": self.drift.drifted if self.drift else [],
                 "drift_window": self.drift_json().get("window"), "synthesizer": self.synthesizer,
-                "erasure": self.erasure}
+                "erasure": self.erasure,
+                "served_drifted": self.served_drift.drifted if self.served_drift else []}
 
 
 def build_snapshot(settings: Settings, config: ReportSettings, now: datetime | None = None,
@@ -160,6 +208,7 @@ def build_snapshot(settings: Settings, config: ReportSettings, now: datetime | N
     snap = Snapshot(generated_at=now, hours=config.hours)
     snap.synthesizer = synthesizer_quality(settings)
     snap.erasure = guarded(erased_models, settings)
+    snap.checks = load_history(settings)
     heart = open_group(settings, HEART)
     if not heart.exists():
         snap.notes.append("the feature store is empty: run `heartrisk ingest`")
@@ -199,6 +248,14 @@ def build_snapshot(settings: Settings, config: ReportSettings, now: datetime | N
     snap.recent = candidates[~candidates["record_id"].isin(copies)].head(config.recent_rows)
     snap.recent = snap.recent.reset_index(drop=True)
     snap.shap = shap_sample(model, current[~current["record_id"].isin(copies)], config.shap_rows)
+
+    labelled = with_answers(settings, mine)
+    snap.subgroups, snap.subgroups_daily = subgroup_table(labelled), subgroups_by_day(labelled)
+    snap.calibration_daily = calibration_by_day(labelled)
+    scored = labelled[labelled[LABEL.name].notna()]
+    snap.reliability = reliability_curve(scored[LABEL.name].to_numpy(dtype=float),
+                                         scored["probability"].to_numpy(dtype=float))
+    add_served(snap, settings, model, now, config)
     return finished(snap, started)
 
 
@@ -208,6 +265,27 @@ def guarded(read: Any, settings: Settings) -> dict[str, Any]:
         return read(settings)
     except Exception as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def with_answers(settings: Settings, predictions: pd.DataFrame) -> pd.DataFrame:
+    """Predictions with the subgroup answers of their records (sex, age category, race)."""
+    columns = ["record_id", "sex", "age_category", "race"]
+    answers = open_group(settings, HEART).read(columns=columns)
+    return predictions.merge(answers, on="record_id", how="left")
+
+
+def add_served(snap: Snapshot, settings: Settings, model: Any, now: datetime,
+               config: ReportSettings) -> None:
+    """The served population from the serving profile: counts, estimated performance and drift."""
+    profile = read_profile(settings)
+    mine = profile[profile["model_version"] == str(model.version)] if not profile.empty else profile
+    estimates = estimated_by_day(mine, draws=config.served_draws)
+    snap.served = {"requests_by_day": requests_table(profile), "answers": profile_table(profile),
+                   "estimated": suppressed_estimates(estimates), "model_version": str(model.version),
+                   "threshold": model.threshold}
+    if not mine.empty:
+        snap.served_drift = served_drift(reference_sample(settings, model), mine, today_end(now),
+                                         config.served_drift)
 
 
 def finished(snap: Snapshot, started: float) -> Snapshot:

@@ -65,6 +65,8 @@ class JobScheduler:
     settings: Settings
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     jobs: dict[str, Job] = field(default_factory=dict)
+    #: Called with (job name, retries, error) when a job failed its run and every retry (alerts).
+    on_gave_up: Callable[[str, int, str], None] | None = None
 
     def __post_init__(self) -> None:
         self.tz = self.schedule.tz()
@@ -177,7 +179,7 @@ class JobScheduler:
         except Exception as exc:
             log.error("%s: failed after %.1f s: %s", name, time.monotonic() - started,
                       error_text(exc), exc_info=log.isEnabledFor(logging.DEBUG))
-            self._retry_later(name, attempt + 1)
+            self._retry_later(name, attempt + 1, error_text(exc))
         else:
             log.info("%s: done in %.1f s%s", name, time.monotonic() - started,
                      f": {run.summary}" if run.summary else "")
@@ -201,11 +203,16 @@ class JobScheduler:
         with self._guard:
             return self._current
 
-    def _retry_later(self, name: str, attempt: int) -> None:
+    def _retry_later(self, name: str, attempt: int, error: str = "") -> None:
         if attempt > self.schedule.retries:
             log.error("%s: giving up after %d retries; it runs again at its next scheduled time",
                       name, self.schedule.retries)
             self.state.update_job(name, next_retry=None)
+            if self.on_gave_up is not None:
+                try:
+                    self.on_gave_up(name, self.schedule.retries, error)
+                except Exception as exc:  # an alert that cannot be sent must not stop the scheduler
+                    log.error("%s: could not send the alert: %s", name, error_text(exc))
             return
         delay = self.schedule.backoff_s * 2 ** (attempt - 1)
         when = utc_now() + timedelta(seconds=delay)

@@ -102,9 +102,18 @@ def daily_finished_since(settings: Settings, moment: datetime) -> bool:
 
 
 def infer_job(settings: Settings, options: UpOptions) -> str:
+    """Batch inference, then the checks (their failures alert; the job itself still succeeded)."""
     from heartrisk.jobs.infer import run_infer
+    from heartrisk.runtime.check import run_check
 
-    return run_infer(settings, hours=options.hours).summary
+    summary = run_infer(settings, hours=options.hours).summary
+    try:
+        checks = run_check(settings)
+    except Exception as exc:  # the predictions are stored: a broken check must not re-run them
+        log.exception("the checks could not run")
+        return f"{summary}; checks could not run: {exc}"
+    failed = ", ".join(r.name for r in checks.failed)
+    return f"{summary}; checks: {'failed ' + failed if failed else 'all passed'}"
 
 
 def has_heart_rows(settings: Settings) -> bool:
@@ -148,7 +157,11 @@ def never_ran(settings: Settings, name: str) -> Callable[[], bool]:
 def build_scheduler(settings: Settings, options: UpOptions) -> JobScheduler:
     """The scheduled jobs, in the order they run when several are due at start."""
     schedule = options.schedule
-    scheduler = JobScheduler(settings, schedule)
+    from heartrisk.runtime.check import alert_job_gave_up
+
+    scheduler = JobScheduler(settings, schedule,
+                             on_gave_up=lambda name, retries, error: alert_job_gave_up(
+                                 settings, name, retries, error))
     scheduler.add(Job("synth", lambda: synth_job(settings, options), None,
                       run_at_start=lambda: not has_synthesizer(settings),
                       description="fit the CTGAN synthesizer (when none is registered)"))

@@ -1,8 +1,10 @@
-"""The four feature groups, their schemas derived from the feature spec, and the record-id scheme.
+"""The five feature groups, their schemas derived from the feature spec, and the record-id scheme.
 
 ``heart`` holds every record the models learn from, ``heart_user`` the outcomes people chose to share,
 ``heart_user_quarantine`` the shared outcomes the daily merge judged implausible (kept, never merged),
-``heart_predictions`` what the champion said about each record. :func:`open_group` gives a ready
+``heart_predictions`` what the champion said about each record, ``serving_profile`` how many people
+the web server answered, per day and answer (counts only: :mod:`heartrisk.monitoring.served_profile`).
+:func:`open_group` gives a ready
 :class:`~heartrisk.store.table.FeatureGroup` for the settings' store.
 
 A ``record_id`` of ``heart`` says where the row came from (the part before the first colon is its
@@ -105,7 +107,27 @@ QUARANTINE = GroupSpec(
     check=None,  # out-of-spec rows must be storable here: they are the point
 )
 
-GROUPS: tuple[GroupSpec, ...] = (HEART, HEART_USER, QUARANTINE, HEART_PREDICTIONS)
+SERVING_PROFILE = GroupSpec(
+    name="serving_profile",
+    version=1,
+    schema=pa.schema([
+        pa.field("day", pa.date32(), nullable=False),
+        pa.field("replica", pa.string(), nullable=False),
+        pa.field("flush_id", pa.string(), nullable=False),
+        pa.field("model_version", pa.string(), nullable=False),
+        pa.field("question", pa.string(), nullable=False),
+        pa.field("answer", pa.string(), nullable=False),
+        pa.field("flagged", pa.bool_(), nullable=False),
+        pa.field("count", pa.int64(), nullable=False),
+        pa.field("probability_sum", pa.float64(), nullable=False),
+    ]),
+    key=("flush_id", "model_version", "question", "answer", "flagged"),
+    time_column="day",
+    description="What the web server was asked, counted per day: answers per question, predicted-risk "
+                "histogram. Aggregates only: no row describes one person; no time finer than the day.",
+)
+
+GROUPS: tuple[GroupSpec, ...] = (HEART, HEART_USER, QUARANTINE, HEART_PREDICTIONS, SERVING_PROFILE)
 
 
 def open_group(settings: Settings, spec: GroupSpec) -> FeatureGroup:

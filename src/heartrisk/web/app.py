@@ -9,8 +9,9 @@ The per-client state (who a client is, its submission budget) is made once here 
 what counts it: the API's route, the form's share function, the dashboard's login
 (web/guard/operator_access.py) and the guard in front of Gradio (web/guard/gradio_routes.py), which opens only
 the routes the page uses.
-Two background threads live as long as the app (its lifespan starts and stops them): the model cache
-following the champion, and the submission writer that commits shared outcomes in batches.
+Three background threads live as long as the app (its lifespan starts and stops them): the model cache
+following the champion, the submission writer that commits shared outcomes in batches, and the
+serving profile's writer (counts of what was asked, monitoring/served_profile.py).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from starlette.routing import Mount
 
 from heartrisk import __version__
 from heartrisk.config import Settings
+from heartrisk.monitoring.served_profile import FLUSH_SECONDS, ServingProfile, replica_from_env
 from heartrisk.store.probe import require_conditional_writes
 from heartrisk.web.guard.limits import BodySizeLimit
 from heartrisk.web.guard.rate_limits import SubmissionLimit
@@ -54,17 +56,25 @@ class WebSettings(BaseModel):
     submission_batch: int = Field(default=DEFAULT_MAX_BATCH, ge=1,
                                   description="most submissions written in one commit (submissions "
                                               "arriving during a commit are written together)")
+    replica: str = Field(default_factory=replica_from_env, min_length=1,
+                         description="this server's name in the serving profile (HEARTRISK_REPLICA; "
+                                     "default: the machine's name)")
+    profile_flush_seconds: float = Field(default=FLUSH_SECONDS, ge=0, le=3600,
+                                         description="how often the serving profile is written (a "
+                                                     "SIGKILL loses at most this much of it)")
     security: SecuritySettings = Field(default_factory=SecuritySettings.from_env,
                                        description="limits and proxies (web/guard/security.py; "
                                                    "HEARTRISK_* variables)")
 
 
 def create_app(settings: Settings, web: WebSettings | None = None,
-               models: ModelCache | None = None, submissions: SubmissionWriter | None = None) -> FastAPI:
+               models: ModelCache | None = None, submissions: SubmissionWriter | None = None,
+               profile: ServingProfile | None = None) -> FastAPI:
     """The whole web app for ``settings``; nothing starts until the ASGI server runs it."""
     web = web or WebSettings()
     models = models or ModelCache(settings, poll_seconds=web.poll_seconds)
     submissions = submissions or SubmissionWriter(settings, max_batch=web.submission_batch)
+    profile = profile or ServingProfile(settings, web.replica, web.profile_flush_seconds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -72,11 +82,13 @@ def create_app(settings: Settings, web: WebSettings | None = None,
         await run_in_threadpool(require_conditional_writes, settings.store_root, settings.single_writer)
         models.start()
         submissions.start()
+        profile.start()
         try:
             yield
         finally:
             # The server has stopped taking requests: write what is queued, refuse anything later (503).
             await run_in_threadpool(submissions.stop)
+            await run_in_threadpool(profile.stop)  # the counts since the last write
             models.stop()
 
     app = FastAPI(
@@ -88,6 +100,7 @@ def create_app(settings: Settings, web: WebSettings | None = None,
     app.state.web = web
     app.state.models = models
     app.state.submissions = submissions
+    app.state.profile = profile
     guard = guard_state(web.security)  # memory, or the Redis every replica shares
     keys = guard.keys
     limit = SubmissionLimit(keys, guard.submissions)
@@ -104,12 +117,12 @@ def create_app(settings: Settings, web: WebSettings | None = None,
     from heartrisk.web.dashboard.routes import mount_monitor  # the operator dashboard, before the form
 
     mount_monitor(app, settings, security=web.security, guard=guard)
-    mount_form(app, settings, models, submissions, web, limit)  # last: it takes every path not routed
+    mount_form(app, settings, models, submissions, web, limit, profile)  # last: every path not routed
     return app
 
 
 def mount_form(app: FastAPI, settings: Settings, models: ModelCache, submissions: SubmissionWriter,
-               web: WebSettings, limit: SubmissionLimit) -> None:
+               web: WebSettings, limit: SubmissionLimit, profile: ServingProfile | None = None) -> None:
     """Mount the Gradio risk check at ``/`` with deliberate concurrency, nothing recorded, and only
     the routes the page uses open (web/guard/gradio_routes.py)."""
     import gradio as gr
@@ -117,7 +130,7 @@ def mount_form(app: FastAPI, settings: Settings, models: ModelCache, submissions
     from heartrisk.web.guard.gradio_routes import GradioGuard
     from heartrisk.web.risk_check.form import CSS, build_form
 
-    form = build_form(settings, models, submissions, limit)
+    form = build_form(settings, models, submissions, limit, profile)
     # Gradio runs 1 event at a time unless told otherwise; risk checks are short and CPU-light, so
     # several at once keep the page responsive under load. The queue bound sheds load politely.
     # api_open=False: Gradio refuses /run and /api for queued events (the guard closes them anyway).

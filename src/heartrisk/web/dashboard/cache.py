@@ -14,8 +14,9 @@ from typing import Any
 from pydantic import Field
 
 from heartrisk.config import Settings
+from heartrisk.monitoring.check_history import history_path
 from heartrisk.monitoring.snapshot import ReportSettings, Snapshot, build_snapshot
-from heartrisk.store.groups import HEART, HEART_PREDICTIONS, open_group
+from heartrisk.store.groups import HEART, HEART_PREDICTIONS, SERVING_PROFILE, open_group
 
 
 class DashboardSettings(ReportSettings):
@@ -37,10 +38,12 @@ class SnapshotCache:
         from heartrisk.model.registry import champion_version
 
         versions = []
-        for spec in (HEART, HEART_PREDICTIONS):
+        for spec in (HEART, HEART_PREDICTIONS, SERVING_PROFILE):
             group = open_group(self.settings, spec)
             versions.append(group.version() if group.exists() else None)
-        return (champion_version(self.settings), *versions)
+        history = history_path(self.settings)
+        checked = history.stat().st_mtime_ns if history.is_file() else None
+        return (champion_version(self.settings), *versions, checked)
 
     def get(self, hours: float | None = None) -> Snapshot:
         config = self.config if hours is None else self.config.model_copy(update={"hours": hours})

@@ -154,3 +154,60 @@ def shap_figure(snap: Snapshot) -> go.Figure:
 def question(name: str) -> str:
     """The question behind a feature (or the model output), for tooltips."""
     return BY_NAME[name].question if name in FEATURE_NAMES else "the champion's predicted risk"
+
+
+def estimated_figure(snap: Snapshot) -> go.Figure:
+    """Estimated (CBPE) F1, precision, recall per day of served requests, with 95 % intervals."""
+    rows = pd.DataFrame([r for r in snap.served.get("estimated", []) if r.get("f1") is not None])
+    fig = go.Figure()
+    if not rows.empty:
+        for metric in ("precision", "recall", "f1"):
+            colour = METRIC_COLOURS[metric]
+            fig.add_trace(go.Scatter(
+                x=rows["day"], y=rows[metric], mode="lines+markers", name=f"estimated {metric}",
+                line={"color": colour},
+                error_y={"type": "data", "symmetric": False, "array": rows[f"{metric}_high"] - rows[metric],
+                         "arrayminus": rows[metric] - rows[f"{metric}_low"], "color": colour}))
+    fig.update_layout(height=340, yaxis={"range": [0, 1.02], "title": "estimated"},
+                      title="served requests: performance estimated from the risks (CBPE)", **LAYOUT)
+    return fig
+
+
+def calibration_figure(snap: Snapshot) -> go.Figure:
+    """Observed rate against mean predicted risk per day; the reliability curve of all labelled rows."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("per day", "reliability (quantile bins)"),
+                        horizontal_spacing=0.12)
+    daily = snap.calibration_daily
+    if not daily.empty:
+        fig.add_trace(go.Scatter(x=daily["day"], y=daily["observed_rate"], name="observed rate",
+                                 mode="lines+markers", line={"color": METRIC_COLOURS["f1"]}), row=1, col=1)
+        fig.add_trace(go.Scatter(x=daily["day"], y=daily["predicted_rate"], name="mean predicted",
+                                 mode="lines+markers", line={"color": METRIC_COLOURS["roc_auc"]}),
+                      row=1, col=1)
+    curve = snap.reliability
+    if not curve.empty:
+        top = float(max(curve["predicted"].max(), curve["observed"].max()))
+        fig.add_trace(go.Scatter(x=[0, top], y=[0, top], mode="lines", name="perfect",
+                                 line={"color": "#999", "dash": "dot"}), row=1, col=2)
+        fig.add_trace(go.Scatter(x=curve["predicted"], y=curve["observed"], mode="lines+markers",
+                                 name="model", customdata=curve[["rows"]].to_numpy(),
+                                 hovertemplate="predicted %{x:.3f}, observed %{y:.3f}, "
+                                               "%{customdata[0]:,} rows<extra></extra>",
+                                 line={"color": METRIC_COLOURS["recall"]}), row=1, col=2)
+        fig.update_xaxes(title_text="mean predicted risk", row=1, col=2)
+        fig.update_yaxes(title_text="observed rate", row=1, col=2)
+    fig.update_layout(height=340, **LAYOUT)
+    return fig
+
+
+def subgroup_figure(snap: Snapshot) -> go.Figure:
+    """ROC-AUC per subgroup and day (groups too small on a day are left out)."""
+    daily = snap.subgroups_daily
+    fig = go.Figure()
+    if not daily.empty:
+        for (attribute, group), rows in daily.dropna(subset=["roc_auc"]).groupby(["attribute", "group"]):
+            fig.add_trace(go.Scatter(x=rows["day"], y=rows["roc_auc"], mode="lines+markers",
+                                     name=f"{attribute}: {group}"))
+    fig.update_layout(height=360, yaxis={"title": "ROC-AUC"}, title="ROC-AUC by subgroup and day",
+                      **LAYOUT)
+    return fig

@@ -14,7 +14,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from heartrisk.monitoring.drift import psi_level
+from heartrisk.monitoring.drift import DriftReport, psi_level
 from heartrisk.monitoring.snapshot import Snapshot
 from heartrisk.web.dashboard import charts
 
@@ -101,8 +101,10 @@ def dashboard_page(snap: Snapshot) -> str:
     notes = "".join(f'<p class="note">{escape(n)}</p>' for n in snap.notes)
     sections = [erasure_section(snap), model_section(snap)]
     if snap.model is not None:
-        sections += [tiles_section(snap), confusion_section(snap), performance_section(snap),
-                     recent_section(snap), shap_section(snap), drift_section(snap)]
+        sections += [tiles_section(snap), checks_section(snap), served_section(snap),
+                     confusion_section(snap), performance_section(snap), subgroups_section(snap),
+                     calibration_section(snap), recent_section(snap), shap_section(snap),
+                     drift_section(snap)]
     sections += [volume_section(snap), synthesizer_section(snap)]
     body = f"""
 <header><h1>heartrisk · monitoring</h1><nav>window: {nav}</nav>
@@ -180,12 +182,8 @@ rows, per question (log-odds; right raises the risk).</p>
 {chart(charts.shap_figure(snap), "chart-shap")}</section>"""
 
 
-def drift_section(snap: Snapshot) -> str:
-    report = snap.drift
-    if report is None:
-        return ""
-    window = report.window
-    note_class = "muted" if window.enough else "note"
+def drift_table(report: DriftReport) -> str:
+    """One drift report as a table (training data against the recent window or the people served)."""
     rows = []
     for r in report.rows:
         flag = '<span class="flag">drift</span>' if r.drifted else '<span class="ok">ok</span>'
@@ -193,11 +191,20 @@ def drift_section(snap: Snapshot) -> str:
         rows.append([escape(r.feature), escape(r.method.replace("_", " ")), fmt(r.value, 4),
                      fmt(r.threshold), flag, psi,
                      fmt(r.reference_unknown * 100, 1) + " %", fmt(r.current_unknown * 100, 1) + " %"])
+    return table(["feature", "method", "value", "threshold", "flag", "PSI", "unknown (train)",
+                  "unknown (window)"], rows, {2, 3, 5, 6, 7})
+
+
+def drift_section(snap: Snapshot) -> str:
+    report = snap.drift
+    if report is None:
+        return ""
+    window = report.window
+    note_class = "muted" if window.enough else "note"
     sources = ", ".join(f"{escape(k)} {v:,}" for k, v in report.sources.items())
     return f"""<section id="drift"><h2>Drift: training data vs recent window</h2>
 <p class="{note_class}">Window: {escape(window.note)}. Sources: {sources or "none"}.</p>
-{table(["feature", "method", "value", "threshold", "flag", "PSI", "unknown (train)", "unknown (window)"],
-       rows, {2, 3, 5, 6, 7})}
+{drift_table(report)}
 <p class="muted">Jensen-Shannon distance (base 2) for answers, Wasserstein distance in standard deviations
 of the training data for numbers; flagged at 0.1 (Evidently's defaults).
 PSI: 0.1 moderate, 0.25 significant.</p>
@@ -258,3 +265,73 @@ def erasure_section(snap: Snapshot) -> str:
 <p class="note">{escape(str(info.get("note", "")))}</p>
 {table(["", ""], [["classifier versions", fmt(info.get("classifier_versions"))],
                   ["synthesizer versions", fmt(info.get("synthesizer_versions"))]])}</section>"""
+
+
+def checks_section(snap: Snapshot) -> str:
+    """The latest check run, condition by condition, and the verdicts of earlier runs."""
+    if not snap.checks:
+        return ('<section id="checks"><h2>Checks</h2><p>No check has run yet '
+                "(<code>heartrisk check</code>, or after each scheduled batch inference).</p></section>")
+    latest = snap.checks[-1]
+    verdict = {"pass": '<span class="ok">pass</span>', "fail": '<span class="flag">fail</span>',
+               "skipped": '<span class="muted">skipped</span>'}
+    rows = [[escape(r["name"]), verdict.get(r["status"], escape(r["status"])), fmt(r.get("value"), 4),
+             fmt(r.get("limit"), 4), escape(r["detail"])] for r in latest["results"]]
+    earlier = " ".join(f'<span class="{"ok" if run["passed"] else "flag"}" title="{escape(run["at"])}">'
+                       f'{"●" if run["passed"] else "✖"}</span>' for run in snap.checks)
+    overall = '<span class="ok">all passed</span>' if latest["passed"] else '<span class="flag">failed</span>'
+    return f"""<section id="checks"><h2>Checks: {overall}</h2>
+<p class="muted">Run at {escape(latest["at"])} UTC. Earlier runs, oldest first: {earlier}</p>
+{table(["condition", "verdict", "value", "limit", "detail"], rows, {2, 3})}</section>"""
+
+
+def served_section(snap: Snapshot) -> str:
+    """The people served: requests per day, answers, estimated performance, drift. Counts below 10
+    are shown as "<10" and a day with fewer than 10 requests shows no rates."""
+    served = snap.served
+    if not served.get("requests_by_day"):
+        return ('<section id="served"><h2>People served</h2><p>No request has been counted yet (the '
+                "server writes its counts every 15 minutes and when it stops).</p></section>")
+    days = [[escape(r["day"]), fmt(r["requests"])] for r in served["requests_by_day"]]
+    estimates = [[escape(r["day"]), f"v{escape(r['model_version'])}", fmt(r["requests"]), fmt(r["flagged"]),
+                  *(f'{fmt(r[m])} [{fmt(r[m + "_low"])}, {fmt(r[m + "_high"])}]'
+                    for m in ("prevalence", "precision", "recall", "f1"))]
+                 for r in served.get("estimated", [])]
+    answers = [[escape(r["question"]), escape(r["answer"]), fmt(r["count"])] for r in served["answers"]]
+    report = snap.served_drift
+    drift = ""
+    if report is not None:
+        note_class = "muted" if report.window.enough else "note"
+        drift = (f'<h3>Drift: training data vs people served</h3><p class="{note_class}">'
+                 f"Window: {escape(report.window.note)}.</p>{drift_table(report)}")
+    return f"""<section id="served"><h2>People served (form and API)</h2>
+<p class="muted">Counted per day from the answers given, never stored per person; counts below 10 are
+shown as &lt;10.</p>
+<div class="grid"><div>{table(["day (UTC)", "requests"], days, {1})}</div>
+<div>{chart(charts.estimated_figure(snap), "chart-estimated")}</div></div>
+<h3>Estimated performance (CBPE, 95 % interval), champion's threshold {fmt(served.get("threshold"), 4)}</h3>
+{table(["day", "model", "requests", "flagged", "prevalence", "precision", "recall", "F1"], estimates,
+       {2, 3})}
+{drift}
+<details><summary>Answers counted</summary>{table(["question", "answer", "count"], answers, {2})}</details>
+</section>"""
+
+
+def subgroups_section(snap: Snapshot) -> str:
+    table_ = snap.subgroups
+    if table_.empty:
+        return ""
+    rows = [[escape(r.attribute), escape(r.group), fmt(int(r.rows)), fmt(int(r.positives)), fmt(r.roc_auc),
+             fmt(r.pr_auc), fmt(r.observed_rate), fmt(r.predicted_rate)] for r in table_.itertuples()]
+    return f"""<section id="subgroups"><h2>Subgroups (labelled predictions)</h2>
+<p class="muted">Groups under 200 rows or 20 cases get no ROC-AUC or PR-AUC (too noisy to read).</p>
+{table(["attribute", "group", "rows", "cases", "ROC-AUC", "PR-AUC", "observed rate", "mean predicted"],
+       rows, {2, 3, 4, 5, 6, 7})}
+{chart(charts.subgroup_figure(snap), "chart-subgroups")}</section>"""
+
+
+def calibration_section(snap: Snapshot) -> str:
+    if snap.calibration_daily.empty:
+        return ""
+    return f"""<section id="calibration"><h2>Calibration over time</h2>
+{chart(charts.calibration_figure(snap), "chart-calibration")}</section>"""

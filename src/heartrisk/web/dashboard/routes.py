@@ -148,6 +148,23 @@ def api_router(access: OperatorAccess, cache: SnapshotCache) -> APIRouter:
     def shap(hours: Hours = None) -> dict[str, Any]:
         return view("shap", hours)
 
+    @router.get("/served", summary="People served: counts per day (<10 suppressed), estimated "
+                                   "performance (CBPE), drift against the training data")
+    def served() -> dict[str, Any]:
+        return view("served", None)
+
+    @router.get("/subgroups", summary="ROC-AUC, PR-AUC, observed and predicted rate by sex, age, race")
+    def subgroups() -> dict[str, Any]:
+        return view("subgroups", None)
+
+    @router.get("/calibration", summary="Observed vs mean predicted per day; reliability curve")
+    def calibration() -> dict[str, Any]:
+        return view("calibration", None)
+
+    @router.get("/checks", summary="Check runs: pass/fail of each condition, newest last")
+    def checks() -> dict[str, Any]:
+        return view("checks", None)
+
     @router.get("/synthesizer", summary="The synthesizer in use and its quality")
     def synthesizer() -> dict[str, Any]:
         return view("synthesizer", None)

@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from heartrisk.monitoring.served_profile import ServingProfile
 from heartrisk.validation import ValidationError
 from heartrisk.web.guard.rate_limits import SubmissionLimit, retry_seconds, too_many_detail
 from heartrisk.web.risk_check.model_cache import ModelCache, ModelUnavailableError
@@ -67,6 +68,11 @@ async def models(request: Request) -> ModelCache:
     return request.app.state.models
 
 
+async def serving_profile(request: Request) -> ServingProfile | None:
+    """The app's serving profile (counts of what was asked; None in an app built without one)."""
+    return getattr(request.app.state, "profile", None)
+
+
 async def submission_writer(request: Request) -> SubmissionWriter:
     return request.app.state.submissions
 
@@ -81,6 +87,7 @@ async def served_model(cache: Annotated[ModelCache, Depends(models)]) -> Scorer:
 async def predict(
     body: Answers,  # type: ignore[valid-type]
     cache: Annotated[ModelCache, Depends(models)],
+    profile: Annotated[ServingProfile | None, Depends(serving_profile)],
     explain: Annotated[bool, Query(description="include per-question SHAP contributions")] = True,
 ) -> Response:
     # A cheap answer (well under a millisecond) costs less than the hop to a worker thread; a dear
@@ -89,9 +96,9 @@ async def predict(
     scorer = cache.get()
     rows = [answers_dict(body)]
     if scorer.cheap(explain):
-        result = score(scorer, rows, with_explanations=explain)[0]
+        result = score(scorer, rows, explain, profile)[0]
     else:
-        result = (await run_in_threadpool(score, scorer, rows, explain))[0]
+        result = (await run_in_threadpool(score, scorer, rows, explain, profile))[0]
     # Built from our own model: serialised directly instead of being validated once more.
     return Response(result.model_dump_json(), media_type="application/json")
 

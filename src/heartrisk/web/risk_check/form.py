@@ -26,6 +26,7 @@ import pandas as pd
 
 from heartrisk.config import Settings
 from heartrisk.features import BY_NAME, FEATURES, LABEL, Feature
+from heartrisk.monitoring.served_profile import ServingProfile
 from heartrisk.validation import ValidationError, coerce
 from heartrisk.web.guard.rate_limits import SubmissionLimit, too_many_detail
 from heartrisk.web.risk_check.model_cache import ModelCache, ModelUnavailableError
@@ -217,11 +218,12 @@ def imputed_markdown(result: Prediction) -> str:
 
 # ------------------------------------------------------------------------------------ the page
 def build_form(settings: Settings, models: ModelCache, submissions: SubmissionWriter,
-               limit: SubmissionLimit | None = None) -> gr.Blocks:
+               limit: SubmissionLimit | None = None, profile: ServingProfile | None = None) -> gr.Blocks:
     """The Blocks app (not yet mounted); :func:`heartrisk.web.app.create_app` mounts it at ``/``.
 
     Shared outcomes go through the app's submission writer, as the API's do (one commit per batch),
-    within the app's submission ``limit`` (none: a form built alone, as in a test)."""
+    within the app's submission ``limit`` (none: a form built alone, as in a test); each risk given is
+    counted in the serving profile, as the API's are."""
 
     def check_risk(*values: Any) -> tuple[Any, Any, Any]:
         answers, problems = checked_answers(values)
@@ -232,7 +234,7 @@ def build_form(settings: Settings, models: ModelCache, submissions: SubmissionWr
             scorer = models.get()
         except ModelUnavailableError as exc:
             return f"**No model is available yet.** {exc}", None, ""
-        result = score(scorer, [answers])[0]
+        result = score(scorer, [answers], profile=profile)[0]
         return risk_markdown(result), factor_chart(result), imputed_markdown(result)
 
     def share_outcome(request: gr.Request, *values: Any) -> str:

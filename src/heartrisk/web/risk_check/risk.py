@@ -9,13 +9,16 @@ from __future__ import annotations
 from typing import Any
 
 from heartrisk.features import BY_NAME, FEATURE_NAMES
+from heartrisk.monitoring.served_profile import ServingProfile
 from heartrisk.web.risk_check.schemas import Factor, Prediction, risk_band
 from heartrisk.web.risk_check.scorer import Scorer
 
 
-def score(scorer: Scorer, rows: list[dict[str, Any]], with_explanations: bool = True
-          ) -> list[Prediction]:
-    """Risk, band, decision, explanation and imputed values for each row of answers."""
+def score(scorer: Scorer, rows: list[dict[str, Any]], with_explanations: bool = True,
+          profile: ServingProfile | None = None) -> list[Prediction]:
+    """Risk, band, decision, explanation and imputed values for each row of answers.
+
+    With a ``profile``, each row answered is counted in the serving profile (aggregates only)."""
     model = scorer.loaded
     scored = scorer.score(rows, with_explanations)
     results = []
@@ -37,6 +40,8 @@ def score(scorer: Scorer, rows: list[dict[str, Any]], with_explanations: bool = 
             factors=factors,
             imputed={name: scorer.imputation[name] for name in FEATURE_NAMES if row.get(name) is None},
         ))
+        if profile is not None:
+            profile.record(row, p, p >= model.threshold, model.version)
     return results
 
 
