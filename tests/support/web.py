@@ -29,6 +29,22 @@ ANSWERS: dict[str, Any] = {
 UNKNOWNS = sorted(k for k, v in ANSWERS.items() if v is None)
 
 
+def answer(page: Any, name: str, value: Any) -> None:
+    """Answer one question in the form the way a person would: type a number, click a choice, pick
+    from a list."""
+    from heartrisk.features import BY_NAME
+
+    field = page.locator(f"#q-{name}")
+    feature = BY_NAME[name]
+    if feature.is_numeric:
+        field.get_by_role("textbox").fill(f"{value:g}")
+    elif len(feature.values) + 1 > 7:  # a dropdown
+        field.get_by_role("combobox").click()
+        page.get_by_role("option", name=value, exact=True).click()
+    else:
+        field.get_by_label(value, exact=True).check()
+
+
 def copy_home(source: Settings, dest: Path) -> Settings:
     """A private copy of a trained home, free to write."""
     shutil.copytree(source.home, dest)

@@ -19,10 +19,10 @@ import pandas as pd
 import pytest
 
 from heartrisk.config import Settings
-from heartrisk.features import BY_NAME, FEATURES
+from heartrisk.features import FEATURES
 from heartrisk.web.risk_check.form import short_name
 from heartrisk.web.server import BackgroundServer
-from support.web import ANSWERS, CHROMIUM, CHROMIUM_ARGS, UNKNOWNS, stored_submissions
+from support.web import ANSWERS, CHROMIUM, CHROMIUM_ARGS, UNKNOWNS, answer, stored_submissions
 
 pytestmark = pytest.mark.browser
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "form.png"
@@ -43,19 +43,6 @@ def page(web_server: BackgroundServer) -> Iterator[Any]:
         tab.wait_for_selector("#check")
         yield tab
         browser.close()
-
-
-def answer(page: Any, name: str, value: Any) -> None:
-    """Answer one question the way a person would: type a number, click a choice, pick from a list."""
-    field = page.locator(f"#q-{name}")
-    feature = BY_NAME[name]
-    if feature.is_numeric:
-        field.get_by_role("textbox").fill(f"{value:g}")
-    elif len(feature.values) + 1 > 7:  # a dropdown
-        field.get_by_role("combobox").click()
-        page.get_by_role("option", name=value, exact=True).click()
-    else:
-        field.get_by_label(value, exact=True).check()
 
 
 def test_risk_check_and_consented_sharing(page: Any, web_server: BackgroundServer, web_home: Settings,

@@ -13,11 +13,13 @@ from heartrisk.web.risk_check.schemas import Factor, Prediction, risk_band
 from heartrisk.web.risk_check.scorer import Scorer
 
 
-def score(scorer: Scorer, rows: list[dict[str, Any]], with_explanations: bool = True
-          ) -> list[Prediction]:
-    """Risk, band, decision, explanation and imputed values for each row of answers."""
+def score(scorer: Scorer, rows: list[dict[str, Any]], with_explanations: bool = True,
+          with_context: bool = True) -> list[Prediction]:
+    """Risk, band, decision, explanation, imputed values and (if asked) the risk in context for
+    each row of answers. The context's extra rows are scored in one more call of the model."""
     model = scorer.loaded
     scored = scorer.score(rows, with_explanations)
+    found = scorer.contexts(rows) if with_context else None
     results = []
     for i, row in enumerate(rows):
         p = float(scored.probabilities[i])
@@ -36,6 +38,7 @@ def score(scorer: Scorer, rows: list[dict[str, Any]], with_explanations: bool = 
             base_value=scored.base_value,
             factors=factors,
             imputed={name: scorer.imputation[name] for name in FEATURE_NAMES if row.get(name) is None},
+            context=found[i] if found else None,
         ))
     return results
 
