@@ -182,23 +182,24 @@ def build_form(settings: Settings, models: ModelCache, submissions: SubmissionWr
         return gr.update(visible=True, value=f"⚠️ **The risk check is not available yet.** {reason}")
 
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
-        gr.Markdown(INTRO)
+        gr.Markdown(INTRO, elem_id="intro")
         notice = gr.Markdown(visible=False, elem_id="model-notice")
         with gr.Row(equal_height=False):
-            with gr.Column(scale=3):
+            with gr.Column(scale=3, elem_id="questions"):
                 inputs = []
                 for start in range(0, len(FEATURES), 2):
                     with gr.Row():
                         inputs.extend(answer_input(f) for f in FEATURES[start:start + 2])
                 check = gr.Button("Check my risk", variant="primary", elem_id="check")
             with gr.Column(scale=2):
-                risk = gr.HTML("<p>Your result appears here.</p>", elem_id="risk-result",
-                               padding=False)
+                # Markdown with our own HTML (built from escaped text, nothing a person typed is
+                # raw), not gr.HTML: Gradio 6's HTML component evaluates code, which the CSP forbids.
+                risk = gr.Markdown("Your result appears here.", elem_id="risk-result",
+                                   sanitize_html=False)
                 chart = gr.Plot(label="What moved your risk", show_label=False, format="png",
                                 elem_id="factors")
                 imputed = gr.Markdown(elem_id="imputed")
                 gr.Markdown(NOT_ADVICE, elem_id="not-advice")
-                printing = gr.Button("Print / save as PDF", elem_id="print", variant="secondary")
         with gr.Group(elem_id="share"):
             gr.Markdown(SHARE_INTRO)
             diagnosis = gr.Radio(choices=list(LABEL.values), value=None, label=LABEL.question,
@@ -211,7 +212,5 @@ def build_form(settings: Settings, models: ModelCache, submissions: SubmissionWr
                     validator=validate_answers, api_visibility="private", concurrency_id="predict")
         share.click(share_outcome, inputs=[*inputs, diagnosis, consent], outputs=thanks,
                     validator=validate_share, api_visibility="private", concurrency_id="share")
-        # In the browser only (no server event): the print stylesheet shows the result alone.
-        printing.click(None, js="() => { window.print(); }")
         demo.load(model_notice, outputs=notice, api_visibility="private")
     return demo

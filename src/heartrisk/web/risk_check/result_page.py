@@ -41,10 +41,14 @@ RESULT_CSS = """
 #icon-array .swatch { display: inline-block; width: 0.8rem; height: 0.8rem; margin-right: 0.3rem;
                       border-radius: 2px; vertical-align: middle; }
 .note { font-size: 0.9rem; }
+.print-button { float: right; padding: 0.3rem 0.7rem; border: 1px solid #1a4f8b; border-radius: 4px;
+                background: #fff; color: #1a4f8b; cursor: pointer; }
 @media print {
-  body * { visibility: hidden; }
-  #risk-result, #risk-result * { visibility: visible; }
-  #risk-result { position: absolute; left: 0; top: 0; width: 100%; color: #000; }
+  /* Gradio scopes rules inside @media to its container, so no `body` selector here. */
+  #intro, #questions, #share, #factors, #imputed, #model-notice, .print-button { display: none !important; }
+  * { visibility: hidden; }
+  #risk-result, #risk-result *, #not-advice, #not-advice * { visibility: visible; }
+  #risk-result { color: #000; }
   #risk-result details > summary { list-style: none; font-weight: 600; }
   #risk-result a { color: #000; }
   #risk-result section, #icon-array { break-inside: avoid; }
@@ -197,7 +201,10 @@ def headline_html(result: Prediction) -> str:
 
 def result_html(result: Prediction, answers: dict[str, Any], when: datetime) -> str:
     """The whole result (screen and print), see the module docstring."""
-    parts = ['<div class="result">', headline_html(result)]
+    # A plain button: Gradio's `js=` events are evaluated code, which the page's CSP forbids; an
+    # inline handler is allowed ('unsafe-inline'), needs no server event, and is hidden on paper.
+    parts = ['<div class="result">', '<button type="button" id="print" class="print-button" '
+             'onclick="window.print()">Print / save as PDF</button>', headline_html(result)]
     context = result.context
     if context is not None:
         parts += [icon_array(context), _range_html(context), _peer_html(context),
