@@ -41,6 +41,12 @@ RESULT_CSS = """
 #icon-array .swatch { display: inline-block; width: 0.8rem; height: 0.8rem; margin-right: 0.3rem;
                       border-radius: 2px; vertical-align: middle; }
 .note { font-size: 0.9rem; }
+/* WCAG AA contrast (4.5:1, found by axe-core): Gradio's grey help text under each question (3.9:1),
+   its orange primary button (3.6:1) and its footer (1.9:1) are darkened. */
+.info-text { color: #4b5563 !important; }
+#check { background: #c2410c !important; border-color: #c2410c !important; color: #fff !important; }
+#check:hover { background: #9a3412 !important; }
+.built-with { color: #4b5563 !important; }
 .print-button { float: right; padding: 0.3rem 0.7rem; border: 1px solid #1a4f8b; border-radius: 4px;
                 background: #fff; color: #1a4f8b; cursor: pointer; }
 @media print {
