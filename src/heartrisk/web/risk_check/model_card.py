@@ -54,7 +54,8 @@ def _metrics_table(title: str, rows: list[dict[str, Any]], table_id: str) -> str
     return (f'<div class="wrap" {_scrollable(title)}><table id="{table_id}"><caption>{escape(title)}'
             '</caption><thead><tr><th scope="col">Group</th><th scope="col">Records</th>'
             '<th scope="col">With heart disease</th><th scope="col">ROC-AUC</th>'
-            '<th scope="col">PR-AUC</th><th scope="col">Observed rate</th><th scope="col">Mean predicted</th></tr></thead>'
+            '<th scope="col">PR-AUC</th><th scope="col">Observed rate</th>'
+            '<th scope="col">Mean predicted</th></tr></thead>'
             f'<tbody>{body}</tbody></table></div>')
 
 
@@ -98,7 +99,8 @@ def _coverage_table(rows: list[dict[str, Any]]) -> str:
     return (f'<div class="wrap" {_scrollable("uncertainty range coverage")}><table id="range-coverage">'
             '<caption>The uncertainty range, measured: answers blanked at random in test records; '
             'how often the risk with the true answers lies in the 10th-90th percentile range</caption>'
-            '<thead><tr><th scope="col">Unknown answers</th><th scope="col">Records</th><th scope="col">Inside the range</th><th scope="col">'
+            '<thead><tr><th scope="col">Unknown answers</th><th scope="col">Records</th>'
+            '<th scope="col">Inside the range</th><th scope="col">'
             f'Mean width</th></tr></thead><tbody>{body}</tbody></table></div>')
 
 
