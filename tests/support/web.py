@@ -6,6 +6,7 @@ session's trained home, so submissions it makes never leak into another test.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,16 @@ def answer(page: Any, name: str, value: Any) -> None:
         page.get_by_role("option", name=value, exact=True).click()
     else:
         field.get_by_label(value, exact=True).check()
+
+
+def keep(path: Path, name: str) -> None:
+    """A screenshot to keep: copied to ``$HEARTRISK_SCREENSHOTS`` when set (how the README's images
+    are made); otherwise it stays in the test's temporary folder. Either way the path is printed."""
+    target = os.environ.get("HEARTRISK_SCREENSHOTS")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, Path(target) / name)
+    print(f"screenshot: {path}")
 
 
 def copy_home(source: Settings, dest: Path) -> Settings:

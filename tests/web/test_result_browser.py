@@ -12,8 +12,6 @@ its result and on the model card. Screenshots go to the test's temporary folder 
 from __future__ import annotations
 
 import io
-import os
-import shutil
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +21,7 @@ import httpx
 import pytest
 
 from heartrisk.web.server import BackgroundServer
-from support.web import ANSWERS, CHROMIUM, CHROMIUM_ARGS, UNKNOWNS, answer
+from support.web import ANSWERS, CHROMIUM, CHROMIUM_ARGS, UNKNOWNS, answer, keep
 
 pytestmark = pytest.mark.browser
 AXE = Path(__file__).resolve().parent / "axe" / "node_modules" / "axe-core" / "axe.min.js"
@@ -60,15 +58,6 @@ def result_page(browser: Any, web_server: BackgroundServer) -> Iterator[Any]:
     tab.wait_for_selector("#icon-array")
     yield tab
     tab.close()
-
-
-def keep(path: Path, name: str) -> None:
-    """Copy a screenshot to $HEARTRISK_SCREENSHOTS (when set) and say where it is."""
-    target = os.environ.get("HEARTRISK_SCREENSHOTS")
-    if target:
-        Path(target).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, Path(target) / name)
-    print(f"screenshot: {path}")
 
 
 def test_the_result_in_context_matches_the_api(result_page: Any, web_server: BackgroundServer,
