@@ -107,8 +107,8 @@ class RiskAge(BaseModel):
 class WhatIf(BaseModel):
     """The risk of people otherwise like the person who give a healthier answer to one question."""
 
-    feature: str
-    question: str
+    feature: str = Field(description="the question's name in the feature spec")
+    question: str = Field(description="the question as the form asks it")
     answer: Any = Field(description="the person's answer")
     healthier: Any = Field(description="the healthier answer compared with")
     probability: float = Field(description="risk with the healthier answer, everything else as answered")
