@@ -20,8 +20,10 @@ export OMP_WAIT_POLICY ?= PASSIVE
 install: $(STAMP)
 
 # torch first, from its CPU build, or pip pulls a multi-GB CUDA build for ctgan.
-$(STAMP): pyproject.toml constraints.txt
+# axe-core (npm, pinned in tests/web/axe/package-lock.json) for the accessibility test of the pages.
+$(STAMP): pyproject.toml constraints.txt tests/web/axe/package-lock.json
 	test -x $(PY) || python3 -m venv $(VENV)
+	npm ci --prefix tests/web/axe --no-audit --no-fund --silent
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'

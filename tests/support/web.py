@@ -6,6 +6,7 @@ session's trained home, so submissions it makes never leak into another test.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,32 @@ ANSWERS: dict[str, Any] = {
     "kidney_disease": "No", "skin_cancer": "Yes",
 }
 UNKNOWNS = sorted(k for k, v in ANSWERS.items() if v is None)
+
+
+def answer(page: Any, name: str, value: Any) -> None:
+    """Answer one question in the form the way a person would: type a number, click a choice, pick
+    from a list."""
+    from heartrisk.features import BY_NAME
+
+    field = page.locator(f"#q-{name}")
+    feature = BY_NAME[name]
+    if feature.is_numeric:
+        field.get_by_role("textbox").fill(f"{value:g}")
+    elif len(feature.values) + 1 > 7:  # a dropdown
+        field.get_by_role("combobox").click()
+        page.get_by_role("option", name=value, exact=True).click()
+    else:
+        field.get_by_label(value, exact=True).check()
+
+
+def keep(path: Path, name: str) -> None:
+    """A screenshot to keep: copied to ``$HEARTRISK_SCREENSHOTS`` when set (how the README's images
+    are made); otherwise it stays in the test's temporary folder. Either way the path is printed."""
+    target = os.environ.get("HEARTRISK_SCREENSHOTS")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, Path(target) / name)
+    print(f"screenshot: {path}")
 
 
 def copy_home(source: Settings, dest: Path) -> Settings:

@@ -2,14 +2,14 @@
 
 A person answers 14 questions and leaves three Unknown, reads their risk (the same the API gives),
 the chart and the assumed answers, is stopped by the field for a bad answer and for missing consent,
-then shares their outcome, which lands in heart_user as answered. The screenshot is kept for the
-README (docs/img/form.png).
+then shares their outcome, which lands in heart_user as answered. The screenshot stays in the test's
+temporary folder, or goes to ``$HEARTRISK_SCREENSHOTS`` (how docs/img/form.png is made): tests never
+write tracked files.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,10 +23,9 @@ from heartrisk.features import BY_NAME, FEATURES
 from heartrisk.monitoring.served_profile import RISK, read_profile
 from heartrisk.web.risk_check.form import short_name
 from heartrisk.web.server import BackgroundServer
-from support.web import ANSWERS, CHROMIUM, CHROMIUM_ARGS, UNKNOWNS, stored_submissions
+from support.web import ANSWERS, CHROMIUM, CHROMIUM_ARGS, UNKNOWNS, answer, keep, stored_submissions
 
 pytestmark = pytest.mark.browser
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "form.png"
 VIEWPORT = {"width": 1280, "height": 900}
 
 
@@ -44,19 +43,6 @@ def page(web_server: BackgroundServer) -> Iterator[Any]:
         tab.wait_for_selector("#check")
         yield tab
         browser.close()
-
-
-def answer(page: Any, name: str, value: Any) -> None:
-    """Answer one question the way a person would: type a number, click a choice, pick from a list."""
-    field = page.locator(f"#q-{name}")
-    feature = BY_NAME[name]
-    if feature.is_numeric:
-        field.get_by_role("textbox").fill(f"{value:g}")
-    elif len(feature.values) + 1 > 7:  # a dropdown
-        field.get_by_role("combobox").click()
-        page.get_by_role("option", name=value, exact=True).click()
-    else:
-        field.get_by_label(value, exact=True).check()
 
 
 def test_risk_check_and_consented_sharing(page: Any, web_server: BackgroundServer, web_home: Settings,
@@ -123,8 +109,7 @@ def test_risk_check_and_consented_sharing(page: Any, web_server: BackgroundServe
     shot = tmp_path / "form.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 50_000
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(shot, SCREENSHOT)
+    keep(shot, "form.png")
 
 
 def test_page_says_when_there_is_no_model(settings: Settings) -> None:

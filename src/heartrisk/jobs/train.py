@@ -20,6 +20,7 @@ keeps no neighbours (:func:`heartrisk.model.estimator.without_training_rows`).
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import tempfile
 import time
@@ -33,10 +34,13 @@ import pandas as pd
 from heartrisk import tracking
 from heartrisk.config import Settings
 from heartrisk.features import FEATURES, LABEL
+from heartrisk.model.card import build_card
+from heartrisk.model.estimator import RiskModel, model_input
 from heartrisk.model.evaluation import Comparison, scores
 from heartrisk.model.explain import explain
 from heartrisk.model.gate import GATE_SOURCES, ChampionScores, GateDecision, SubgroupScores, gate
 from heartrisk.model.plots import save_plots, shap_summary_plot
+from heartrisk.model.reference import build_reference
 from heartrisk.model.registry import champion_scores, register_model
 from heartrisk.model.training import (
     EXPERIMENT,
@@ -51,7 +55,7 @@ from heartrisk.model.training import (
 )
 from heartrisk.monitoring.subgroups import subgroup_table
 from heartrisk.progress import progress_bar
-from heartrisk.store.groups import HEART, from_sources, open_group
+from heartrisk.store.groups import HEART, REAL_SOURCES, from_sources, open_group
 from heartrisk.store.lineage import Lineage, user_rows_read
 from heartrisk.store.table import StoreError
 from heartrisk.store.view import FeatureView
@@ -122,6 +126,9 @@ def train(settings: Settings, ts: TrainSettings | None = None) -> TrainResult:
         model = models[chosen.family]
         p_test = model.risk(data.X_test, validate=False)
         metrics = scores(data.y_test, p_test, model.threshold)
+        describing = bar.add_task("survey reference and model card", total=1)
+        describe(model, data, p_test, ts)
+        bar.advance(describing)
         gating = bar.add_task("champion gate", total=1)
         champion = champion_scores(settings, data.split.X_test)
         decision = gate(data.split.test_ids, data.y_test, p_test, champion, ts.bootstrap, ts.seed,
@@ -142,6 +149,21 @@ def train(settings: Settings, ts: TrainSettings | None = None) -> TrainResult:
         metrics=metrics, candidates=table, split=data.split.summary(),
         seconds=time.perf_counter() - started, comparison=decision.comparison, quick=ts.quick,
     )
+
+
+def describe(model: RiskModel, data: Prepared, p_test: np.ndarray, ts: TrainSettings) -> None:
+    """Attach the survey aggregates and the model card to ``model`` (issue 17): both are computed
+    here, once per version, so the server never needs a survey row."""
+    split = data.split
+    real = np.isin(split.train_sources.to_numpy(), REAL_SOURCES)
+    X_real = model_input(split.X_train.loc[real], validate=False)
+    reference = build_reference(model, X_real, data.X_holdout, data.y_holdout, ts.seed)
+    model.reference = reference.to_dict()
+    facts = {"feature_group": split.group, "feature_group_version": split.table_version,
+             "training_records": int(real.sum()), "test_records": len(data.y_test),
+             "test_positive_rate": float(np.mean(data.y_test))}
+    model.card = build_card(model, reference, data.X_test, data.y_test, p_test, facts,
+                            coverage_records=ts.coverage_records, seed=ts.seed)
 
 
 # ---------------------------------------------------------------------------------------- MLflow
@@ -205,6 +227,8 @@ def log_run(run: TrackedRun, settings: Settings, ts: TrainSettings, data: Prepar
         run.log_artifact(shap_summary_plot(contributions, folder / "plots" / "shap_summary.png"), "plots")
         table.to_csv(folder / "candidates.csv", index=False)
         run.log_artifact(folder / "candidates.csv")
+    if model.card is not None:
+        run.log_text(json.dumps(model.card, indent=1), "model_card.json")
     run.log_text(table.drop(columns="params").to_markdown(index=False)
                  if _has_tabulate() else table.to_string(index=False), "candidates.md")
 

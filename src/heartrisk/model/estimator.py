@@ -241,6 +241,10 @@ class RiskModel:
         #: Mean encoded row of the training data: the reference point of linear explanations.
         self.background = background
         self.info = dict(info or {})
+        #: Aggregates of the survey (issue 17, :mod:`heartrisk.model.reference`) and the model card
+        #: (:mod:`heartrisk.model.card`), set by the training job; plain JSON-ready data.
+        self.reference: dict[str, Any] | None = None
+        self.card: dict[str, Any] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         """Caches (``_``-prefixed, e.g. a SHAP explainer) are rebuilt after loading, not stored."""

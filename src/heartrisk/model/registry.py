@@ -45,6 +45,7 @@ from heartrisk.tracking import (
 if TYPE_CHECKING:  # the model stack (sklearn, LightGBM) loads only with a model
     from heartrisk.model.estimator import RiskModel
     from heartrisk.model.gate import ChampionScores, GateDecision
+    from heartrisk.model.reference import SurveyReference
 
 MODEL_NAME = "heart-risk-classifier"
 HISTORY_TAG = "champion_history"
@@ -107,6 +108,19 @@ class LoadedModel:
         from heartrisk.model.explain import explain
 
         return explain(self.model, X)[0]
+
+    @property
+    def reference(self) -> SurveyReference | None:
+        """The survey aggregates stored with this version (None for versions trained before them)."""
+        from heartrisk.model.reference import SurveyReference
+
+        data = getattr(self.model, "reference", None)
+        return SurveyReference.from_dict(data) if data else None
+
+    @property
+    def card(self) -> dict[str, Any] | None:
+        """The model card's figures computed at training time (None for older versions)."""
+        return getattr(self.model, "card", None)
 
     @property
     def base_value(self) -> float:

@@ -80,6 +80,9 @@ class TrainSettings(BaseModel):
     seed: int = 42
     bootstrap: int = Field(200, ge=20, description="resamples for the champion gate")
     shap_rows: int = Field(2000, ge=50)
+    coverage_records: int = Field(
+        500, ge=20, description="test records per number of blanked answers for the uncertainty "
+        "range's measured coverage (model card)")
     threads: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1), ge=1)
     experiment: str = EXPERIMENT
     serialization: Literal["cloudpickle", "skops"] = Field(
@@ -107,7 +110,8 @@ class TrainSettings(BaseModel):
         """A small sample and a tiny search: under a minute, for tests and smoke runs."""
         values: dict[str, Any] = {"quick": True, "search_iter": 1, "cv_folds": 2, "search_rows": 3000,
                                   "threads": 1,  # worker processes cost more than they save here
-                                  "max_train_rows": 20_000, "bootstrap": 100, "shap_rows": 300}
+                                  "max_train_rows": 20_000, "bootstrap": 100, "shap_rows": 300,
+                                  "coverage_records": 150}
         values.update(overrides)
         return cls(**values)
 

@@ -28,6 +28,7 @@ from starlette.routing import Mount
 from heartrisk import __version__
 from heartrisk.config import Settings
 from heartrisk.monitoring.served_profile import FLUSH_SECONDS, ServingProfile, replica_from_env
+from heartrisk.model.card import SCOPE
 from heartrisk.store.probe import require_conditional_writes
 from heartrisk.web.guard.limits import BodySizeLimit
 from heartrisk.web.guard.rate_limits import SubmissionLimit
@@ -93,8 +94,9 @@ def create_app(settings: Settings, web: WebSettings | None = None,
 
     app = FastAPI(
         title="heartrisk", version=__version__, lifespan=lifespan, docs_url="/docs",
-        description="Heart-disease risk from 17 survey answers, with explanations; consented outcome "
-                    "sharing. The web form is at `/`.",
+        description="Heart-disease risk from 17 survey answers, with explanations and the risk in "
+                    "context; consented outcome sharing. The web form is at `/`, the model card at "
+                    "`/model`.\n\n" + SCOPE,
     )
     app.state.settings = settings
     app.state.web = web
@@ -114,6 +116,9 @@ def create_app(settings: Settings, web: WebSettings | None = None,
     install_security(app, web.security, web.host)  # outermost: Host, headers, generic 500s
     api.install_error_handlers(app)
     app.include_router(api.router)
+    from heartrisk.web.risk_check.model_card import router as model_card  # public, before the form
+
+    app.include_router(model_card)
     from heartrisk.web.dashboard.routes import mount_monitor  # the operator dashboard, before the form
 
     mount_monitor(app, settings, security=web.security, guard=guard)

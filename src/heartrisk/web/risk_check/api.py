@@ -89,16 +89,18 @@ async def predict(
     cache: Annotated[ModelCache, Depends(models)],
     profile: Annotated[ServingProfile | None, Depends(serving_profile)],
     explain: Annotated[bool, Query(description="include per-question SHAP contributions")] = True,
+    context: Annotated[bool, Query(description="include the risk in context (picture, healthy peer, "
+                                               "percentile, risk age, what-if, range)")] = True,
 ) -> Response:
     # A cheap answer (well under a millisecond) costs less than the hop to a worker thread; a dear
     # one (TreeSHAP of a big model) runs in the thread pool: it never holds up the event loop, and
     # two of them run on two cores at once (the model's C code releases the GIL).
     scorer = cache.get()
     rows = [answers_dict(body)]
-    if scorer.cheap(explain):
-        result = score(scorer, rows, explain, profile)[0]
+    if scorer.cheap(explain, context):
+        result = score(scorer, rows, explain, context, profile)[0]
     else:
-        result = (await run_in_threadpool(score, scorer, rows, explain, profile))[0]
+        result = (await run_in_threadpool(score, scorer, rows, explain, context, profile))[0]
     # Built from our own model: serialised directly instead of being validated once more.
     return Response(result.model_dump_json(), media_type="application/json")
 

@@ -3,9 +3,12 @@
 Every question, its help text and its allowed answers come from :data:`heartrisk.features.FEATURES`;
 each can be left Unknown (an empty number, or the "Unknown" choice). Answers are checked by the spec
 before anything runs, and a problem is shown by the field it belongs to (Gradio's event validators).
-The result shows the risk, its band against the population, a chart of the answers that raised or
-lowered it and what was assumed for the Unknowns. Sharing an outcome is a separate step that needs
-a diagnosis and explicit consent; it stores the answers and the diagnosis, nothing else.
+The result (web/risk_check/result_page.py) shows the number and what it means, the 100 people
+picture, the uncertainty range, the healthy peer, the percentile among peers, the risk age and the
+what-if comparisons, the answers, the date and the model version; a chart of the answers that raised
+or lowered it follows, with what was assumed for the Unknowns. "Print / save as PDF" prints the
+result alone (the print stylesheet hides the rest of the page). Sharing an outcome is a separate
+step that needs a diagnosis and explicit consent; it stores the answers and the diagnosis, nothing else.
 
 The form's events are private to the page (no Gradio client API, no flagging, no run history kept in
 the browser): programs use the JSON API under ``/api/v1``. Gradio's validators run only on the queue
@@ -19,6 +22,7 @@ API's submissions take, whichever URL reached it.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 import gradio as gr
@@ -27,16 +31,17 @@ import pandas as pd
 from heartrisk.config import Settings
 from heartrisk.features import BY_NAME, FEATURES, LABEL, Feature
 from heartrisk.monitoring.served_profile import ServingProfile
+from heartrisk.model.card import SCOPE
 from heartrisk.validation import ValidationError, coerce
 from heartrisk.web.guard.rate_limits import SubmissionLimit, too_many_detail
 from heartrisk.web.risk_check.model_cache import ModelCache, ModelUnavailableError
+from heartrisk.web.risk_check.result_page import RESULT_CSS, UNKNOWN, result_html, short_name, shown
 from heartrisk.web.risk_check.risk import score
 from heartrisk.web.risk_check.schemas import Prediction
 from heartrisk.web.risk_check.submission_writer import SubmissionWriter, WriterStoppedError
 
 log = logging.getLogger(__name__)
 
-UNKNOWN = "Unknown"
 #: Choices shown as radio buttons up to this many, as a dropdown beyond.
 RADIO_MAX_CHOICES = 6
 #: Factors drawn in the chart (the largest effects; the rest move the risk very little).
@@ -45,10 +50,11 @@ CHART_FACTORS = 10
 TITLE = "Heart-disease risk check"
 INTRO = (
     "# Heart-disease risk check\n"
-    "Answer the 17 questions of the CDC's 2020 health survey (BRFSS) and see your estimated risk of "
-    "coronary heart disease or a heart attack, compared with the survey's population, and which "
-    "answers raised or lowered it. **Unknown is always fine**: leave a number empty or choose "
-    "*Unknown*, and the model uses a typical answer instead (it shows you which)."
+    "Answer the 17 questions of the CDC's 2020 health survey (BRFSS) and see how common coronary "
+    "heart disease or a heart attack is among the survey's respondents who answer like you, how that "
+    "compares with healthy people of your age and sex, and which answers raised or lowered it. "
+    "**Unknown is always fine**: leave a number empty or choose *Unknown*; the result then shows a "
+    "wider range. " + SCOPE
 )
 NOT_ADVICE = (
     "**This is not medical advice.** It is a statistical estimate from survey answers, not a diagnosis. "
@@ -72,10 +78,7 @@ SHARE_INTRO = (
     "If you know whether you have been diagnosed with heart disease, sharing it with your answers helps "
     "check how well the model works for people like you. Nothing is stored unless you tick the box."
 )
-CSS = """
-#risk-result h2 { font-size: 2.4rem; margin: 0.2rem 0; }
-.note { font-size: 0.9rem; }
-"""
+CSS = RESULT_CSS
 
 
 # ------------------------------------------------------------------------------------ inputs
@@ -153,33 +156,6 @@ def validate_share(*values: Any) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------------ result
-def risk_markdown(result: Prediction) -> str:
-    """The headline: risk in percent, its band and what that band is measured against."""
-    band = ("About average" if result.risk_band == "average"
-            else f"{result.risk_band.capitalize()} than average")
-    ratio = result.probability / result.base_rate if result.base_rate else float("nan")
-    flagged = " (yours is)" if result.prediction else ""
-    return (
-        f"Your estimated risk\n## {result.probability:.1%}\n"
-        f"**{band}**: {ratio:.1f}× the survey population's {result.base_rate:.1%}.\n\n"
-        f"<span class='note'>Model version {result.model_version}. The model flags a risk of "
-        f"{result.threshold:.1%} or more as high{flagged}.</span>"
-    )
-
-
-def shown(value: Any) -> str:
-    """An answer as a person reads it: ``27.5``, ``Yes``, ``Unknown``."""
-    if value is None:
-        return UNKNOWN
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def short_name(feature_name: str) -> str:
-    """``BMI``, ``Age category``: a question's name where the full question is too long."""
-    feature = BY_NAME[feature_name]
-    return feature.column if feature.column.isupper() else feature.name.replace("_", " ").capitalize()
-
-
 def factor_label(feature_name: str, answer: Any, imputed: dict[str, Any]) -> str:
     """Chart label: ``BMI: 31``, or ``Age category: Unknown → 60-64`` for an assumed answer."""
     if answer is None and feature_name in imputed:
@@ -235,7 +211,8 @@ def build_form(settings: Settings, models: ModelCache, submissions: SubmissionWr
         except ModelUnavailableError as exc:
             return f"**No model is available yet.** {exc}", None, ""
         result = score(scorer, [answers], profile=profile)[0]
-        return risk_markdown(result), factor_chart(result), imputed_markdown(result)
+        page = result_html(result, answers, datetime.now(UTC))
+        return page, factor_chart(result), imputed_markdown(result)
 
     def share_outcome(request: gr.Request, *values: Any) -> str:
         if len(values) != len(FEATURES) + 2:
@@ -268,17 +245,20 @@ def build_form(settings: Settings, models: ModelCache, submissions: SubmissionWr
         return gr.update(visible=True, value=f"⚠️ **The risk check is not available yet.** {reason}")
 
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
-        gr.Markdown(INTRO)
+        gr.Markdown(INTRO, elem_id="intro")
         notice = gr.Markdown(visible=False, elem_id="model-notice")
         with gr.Row(equal_height=False):
-            with gr.Column(scale=3):
+            with gr.Column(scale=3, elem_id="questions"):
                 inputs = []
                 for start in range(0, len(FEATURES), 2):
                     with gr.Row():
                         inputs.extend(answer_input(f) for f in FEATURES[start:start + 2])
                 check = gr.Button("Check my risk", variant="primary", elem_id="check")
             with gr.Column(scale=2):
-                risk = gr.Markdown("Your result appears here.", elem_id="risk-result")
+                # Markdown with our own HTML (built from escaped text, nothing a person typed is
+                # raw), not gr.HTML: Gradio 6's HTML component evaluates code, which the CSP forbids.
+                risk = gr.Markdown("Your result appears here.", elem_id="risk-result",
+                                   sanitize_html=False)
                 chart = gr.Plot(label="What moved your risk", show_label=False, format="png",
                                 elem_id="factors")
                 imputed = gr.Markdown(elem_id="imputed")

@@ -15,12 +15,14 @@ from heartrisk.web.risk_check.scorer import Scorer
 
 
 def score(scorer: Scorer, rows: list[dict[str, Any]], with_explanations: bool = True,
-          profile: ServingProfile | None = None) -> list[Prediction]:
-    """Risk, band, decision, explanation and imputed values for each row of answers.
+          with_context: bool = True, profile: ServingProfile | None = None) -> list[Prediction]:
+    """Risk, band, decision, explanation, imputed values and (if asked) the risk in context for
+    each row of answers. The context's extra rows are scored in one more call of the model.
 
     With a ``profile``, each row answered is counted in the serving profile (aggregates only)."""
     model = scorer.loaded
     scored = scorer.score(rows, with_explanations)
+    found = scorer.contexts(rows) if with_context else None
     results = []
     for i, row in enumerate(rows):
         p = float(scored.probabilities[i])
@@ -39,6 +41,7 @@ def score(scorer: Scorer, rows: list[dict[str, Any]], with_explanations: bool = 
             base_value=scored.base_value,
             factors=factors,
             imputed={name: scorer.imputation[name] for name in FEATURE_NAMES if row.get(name) is None},
+            context=found[i] if found else None,
         ))
         if profile is not None:
             profile.record(row, p, p >= model.threshold, model.version)

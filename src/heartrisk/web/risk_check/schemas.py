@@ -24,6 +24,8 @@ from pydantic import (
 )
 
 from heartrisk.features import FEATURE_NAMES, FEATURES, LABEL, Feature
+from heartrisk.model.card import SCOPE
+from heartrisk.model.context import RiskContext
 
 RiskBand = Literal["lower", "average", "higher", "much higher"]
 
@@ -133,7 +135,9 @@ class Factor(BaseModel):
 class Prediction(BaseModel):
     """A person's risk, how it compares, why, and what the model assumed for the Unknowns."""
 
-    probability: float = Field(description="calibrated probability of heart disease, 0..1")
+    probability: float = Field(description="calibrated probability, 0..1, of having ever been told of "
+                                           "coronary heart disease or a heart attack, among people who "
+                                           "answer like this (not a 10-year risk)")
     risk_band: RiskBand = Field(description="the risk relative to the population base rate")
     base_rate: float = Field(description="share of heart disease in the training population")
     prediction: bool = Field(description="probability >= threshold")
@@ -147,6 +151,12 @@ class Prediction(BaseModel):
     factors: list[Factor] | None = Field(
         default=None, description="the contributions with question and answer, largest effect first")
     imputed: dict[str, Any] = Field(description="feature -> value used in place of each Unknown answer")
+    context: RiskContext | None = Field(
+        default=None,
+        description="the risk in context: the 100 people picture, the healthy peer, the percentile "
+                    "among people of the same sex and age group, the risk age, what-if differences "
+                    "and the uncertainty range (null if not asked for, or for a model version "
+                    "trained before these were stored). " + SCOPE)
 
 
 class SubmissionCreated(BaseModel):

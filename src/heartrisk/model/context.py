@@ -1,0 +1,370 @@
+"""A risk put in context (issue 17): everything a person's result needs beyond the number.
+
+For one person's answers this computes, with **one** batched call of the model:
+
+- the **100 people picture**: of 100 people who answer like you, about N reported heart disease;
+- the **healthy peer**: same sex, age group and race (where answered), the healthy answer to every
+  other question (:attr:`heartrisk.features.Feature.healthy`), and the person's risk as a multiple;
+- the **peer percentile** among survey respondents of the same sex and age group (from the version's
+  stored percentiles: :mod:`heartrisk.model.reference`);
+- the **risk age**: the age at which the healthy profile reaches the person's risk, interpolated
+  between the 13 age groups on the running maximum of the healthy profile's risk (so it never falls
+  as the risk rises), capped at both ends and said so;
+- the **what-if** entries: for each changeable answer, the risk of people otherwise like the person
+  who give the healthier answer, largest fall first;
+- the **uncertainty range** (10th-90th percentile): each Unknown answer drawn :data:`DRAWS` times
+  from its distribution among people of the same sex and age group (a Latin hypercube, seeded, so a
+  person always sees the same range), each draw scored under every stored calibration refit.
+
+The rows (person, 13 healthy-profile rows, what-ifs, draws: 15-60 rows) are stacked and scored by
+``margins`` in one call: the web's compiled scorer or the model's pipeline (training uses the latter
+to measure the range's coverage on test records, :mod:`heartrisk.model.card`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+from scipy.special import ndtr, ndtri
+
+from heartrisk.features import BY_NAME, FEATURE_NAMES, FEATURES, feature
+from heartrisk.model.estimator import Platt, sigmoid
+from heartrisk.model.reference import (
+    COPULA_FEATURES,
+    NUMBER_LEVELS,
+    SurveyReference,
+    normal_score,
+    refit_risks,
+)
+
+#: Draws of the Unknown answers per person. 32 gave the same coverage as 128 on the dev data
+#: (tests/model/test_context.py measures it) at a quarter of the rows.
+DRAWS = 32
+#: The range's percentiles.
+RANGE = (10.0, 90.0)
+DRAW_SEED = 17
+
+Answers = dict[str, Any]
+#: Rows given column by column (feature -> one answer per row): a request's rows share most answers,
+#: so they are built, and encoded, a column at a time.
+Columns = dict[str, list[Any]]
+#: (columns, number of rows) -> the rows' uncalibrated log-odds.
+Margins = Callable[[Columns, int], np.ndarray]
+
+AGE = feature("age_category")
+
+
+def band_years(label: str) -> float:
+    """The middle of an age group in years (``"65-69"`` -> 67); the open top group is its start."""
+    if "-" in label:
+        low, high = label.split("-")
+        return (float(low) + float(high)) / 2
+    return float(label.split()[0])
+
+
+AGE_YEARS = np.array([band_years(v) for v in AGE.values])
+
+
+# ------------------------------------------------------------------------------------ the result
+class HealthyPeer(BaseModel):
+    """Someone of the same sex, age group and race who gives the healthy answer to everything else."""
+
+    probability: float = Field(description="the healthy peer's risk, 0..1 (same meaning as `probability`)")
+    ratio: float = Field(description="the person's risk divided by the healthy peer's")
+    answers: dict[str, Any] = Field(
+        description="the healthy peer's answers: the person's sex, age group and race (the model's "
+                    "assumed value where Unknown; race left Unknown stays Unknown) and the healthy "
+                    "answer of the feature spec to every other question")
+
+
+class PeerPercentile(BaseModel):
+    """Where the person's risk stands among survey respondents like them."""
+
+    percentile: float = Field(description="share (0..100) of the group whose risk is lower than the "
+                                          "person's; from percentiles stored with the model version")
+    group: str = Field(description="the group compared with: `sex|age group`, `*` where the person's "
+                                   "answer was Unknown (then a wider group is used)")
+
+
+class RiskAge(BaseModel):
+    """The age at which the healthy peer's risk reaches the person's."""
+
+    years: float = Field(description="age in years, interpolated between the middles of the 13 age "
+                                     "groups (18-24 counts as 21, 80 or older as 80)")
+    age_group: str = Field(description="the age group that age falls in")
+    capped: Literal["younger", "older"] | None = Field(
+        description="`younger`: the risk is below a healthy 18-24-year-old's, so the risk age is "
+                    "shown as the youngest group; `older`: above a healthy 80-year-old's, shown as "
+                    "80 or older; null: not capped")
+    healthy_by_age: list[float] = Field(
+        description="the healthy profile's risk at each of the 13 age groups, in order")
+
+
+class WhatIf(BaseModel):
+    """The risk of people otherwise like the person who give a healthier answer to one question."""
+
+    feature: str = Field(description="the question's name in the feature spec")
+    question: str = Field(description="the question as the form asks it")
+    answer: Any = Field(description="the person's answer")
+    healthier: Any = Field(description="the healthier answer compared with")
+    probability: float = Field(description="risk with the healthier answer, everything else as answered")
+    difference: float = Field(description="the person's risk minus this one: positive means people with "
+                                          "the healthier answer have a lower risk (an association "
+                                          "between groups, not a promise)")
+
+
+class RiskRange(BaseModel):
+    """How uncertain the risk is: Unknown answers and the model's own calibration."""
+
+    low: float = Field(description="10th percentile of the risk over the Unknown answers' likely "
+                                   "values and the calibration refits (never above `probability`)")
+    high: float = Field(description="90th percentile of the same (never below `probability`)")
+    unknowns: int = Field(description="number of questions answered Unknown")
+    draws: int = Field(description="risks the range was taken over (draws x calibration refits)")
+
+
+class IconArray(BaseModel):
+    """The 100 people picture: counts out of 100 people who answer like the person."""
+
+    people: int = Field(100, description="size of the crowd")
+    with_disease: int = Field(description="about how many reported heart disease (the risk x 100, rounded)")
+    low: int = Field(description="the range's low end x 100, rounded")
+    high: int = Field(description="the range's high end x 100, rounded")
+    healthy_peer: int = Field(description="about how many of 100 healthy peers reported it")
+
+
+class RiskContext(BaseModel):
+    """The risk put in context: picture, healthy peer, percentile, risk age, what-if, range."""
+
+    probability: float = Field(description="the person's risk (equals the prediction's `probability`)")
+    icons: IconArray
+    healthy_peer: HealthyPeer
+    percentile: PeerPercentile
+    risk_age: RiskAge
+    what_if: list[WhatIf] = Field(description="one entry per answer the person can change and did "
+                                              "not give the healthy answer to; largest fall first")
+    range: RiskRange
+
+
+# ------------------------------------------------------------------------------------ the plan
+@dataclass
+class Plan:
+    """The rows to score for one person and where each part of the result sits among them."""
+
+    answers: Answers
+    columns: Columns
+    size: int
+    peer: Answers  # the healthy peer's answers
+    peer_index: int  # among the healthy-profile rows
+    what_if: list[tuple[str, Any]]
+    draws: int  # 0 when every question was answered
+
+
+def healthy_profile(answers: Answers, imputation: dict[str, Any]) -> list[Answers]:
+    """The healthy peer at each age group: the person's sex (or the assumed one) and race."""
+    base = {f.name: f.healthy for f in FEATURES}
+    base["sex"] = answers.get("sex") or imputation["sex"]
+    base["race"] = answers.get("race")
+    return [{**base, "age_category": age} for age in AGE.values]
+
+
+def what_if_changes(answers: Answers) -> list[tuple[str, Any]]:
+    """(feature, healthier answer) for each changeable answer that is not already the healthy one."""
+    changes = []
+    for f in FEATURES:
+        healthier = f.healthier(answers.get(f.name))
+        if healthier is not None:
+            changes.append((f.name, healthier))
+    return changes
+
+
+def draw_unknowns(answers: Answers, reference: SurveyReference, draws: int = DRAWS,
+                  seed: int = DRAW_SEED) -> Columns:
+    """Each Unknown answer drawn ``draws`` times given the known ones (Unknown -> its draws).
+
+    Sex and age group, when Unknown, are drawn first (from the wider group the known one allows);
+    then each draw's own sex x age group gives race and, through the stored copula
+    (:mod:`heartrisk.model.reference`), the other Unknowns *given the person's known answers*: a
+    conditional normal draw of their scores, turned back into answers by the group's distributions.
+    (Drawing everything from the wider group when sex or age was Unknown was 0.4 ms cheaper but lost
+    how answers depend on age: coverage with 10 Unknowns fell from 0.80-0.83 to 0.74-0.83.)
+    Stratified (each
+    Unknown's draws cover its distribution evenly, in a seeded random order), so few draws suffice and
+    the range is the same every time.
+    """
+    unknown = [f.name for f in FEATURES if answers.get(f.name) is None]
+    rng = np.random.default_rng(seed)
+    strata = (np.argsort(rng.random((len(unknown), draws)), axis=1) + 0.5) / draws
+    levels = dict(zip(unknown, strata, strict=True))
+    wide = reference.group(answers.get("sex"), answers.get("age_category"))
+    drawn = {name: _inverse(BY_NAME[name], wide[name], levels[name])
+             for name in ("sex", "age_category") if name in levels}
+    sexes = drawn.get("sex", [answers.get("sex")] * draws)
+    ages = drawn.get("age_category", [answers.get("age_category")] * draws)
+    members: dict[tuple[Any, Any], list[int]] = {}
+    for i, key in enumerate(zip(sexes, ages, strict=True)):
+        members.setdefault(key, []).append(i)
+    rest = [name for name in unknown if name not in ("sex", "age_category")]
+    for name in rest:
+        drawn[name] = [None] * draws
+    copula = _Conditional.of(reference, [name for name in COPULA_FEATURES if name in levels])
+    for (sex, age), rows in members.items():  # one group unless sex or age group is Unknown
+        group = reference.group(sex, age)
+        picked = {name: levels[name][rows] for name in rest}
+        values = copula.draw(answers, group, picked)
+        if "race" in picked:
+            values["race"] = _inverse(BY_NAME["race"], group["race"], picked["race"])
+        for name, found in values.items():
+            column = drawn[name]
+            for i, value in zip(rows, found, strict=True):
+                column[i] = value
+    return drawn
+
+
+@dataclass
+class _Conditional:
+    """The copula's Unknown scores given the known ones: ``mean = weights @ z_known`` and a square
+    root of the covariance; they depend only on which answers are Unknown, so a person's groups
+    (when sex or age group is Unknown) share one."""
+
+    missing: list[str]
+    known: list[str]
+    weights: np.ndarray
+    root: np.ndarray
+
+    @classmethod
+    def of(cls, reference: SurveyReference, missing: list[str]) -> _Conditional:
+        names = list(COPULA_FEATURES)
+        m = [names.index(n) for n in missing]
+        k = [j for j in range(len(names)) if j not in m]
+        corr = reference.correlation
+        rows_m = corr[m]
+        s_mk, s_kk = rows_m[:, k], corr[k][:, k]
+        weights = np.linalg.solve(s_kk, s_mk.T).T if k else np.zeros((len(m), 0))
+        root = _square_root(rows_m[:, m] - weights @ s_mk.T) if m else np.zeros((0, 0))
+        return cls(missing, [names[j] for j in k], weights, root)
+
+    def draw(self, answers: Answers, group: dict[str, np.ndarray],
+             levels: dict[str, np.ndarray]) -> dict[str, list[Any]]:
+        """The Unknown copula answers at stratified ``levels``, in one sex x age ``group``."""
+        if not self.missing:
+            return {}
+        z_known = np.array([normal_score(BY_NAME[n], group[n], answers[n]) for n in self.known])
+        mean = self.weights @ z_known if self.known else np.zeros(len(self.missing))
+        eps = ndtri(np.column_stack([levels[n] for n in self.missing]))
+        u = ndtr(mean + eps @ self.root.T)
+        return {n: _inverse(BY_NAME[n], group[n], u[:, c]) for c, n in enumerate(self.missing)}
+
+
+def _square_root(cov: np.ndarray) -> np.ndarray:
+    """A square root of a conditional covariance (eigenvalues floored: rounding can leave it a hair
+    short of positive semi-definite)."""
+    values, vectors = np.linalg.eigh((cov + cov.T) / 2)
+    return vectors * np.sqrt(np.clip(values, 0.0, None))
+
+
+def _inverse(f: Any, distribution: np.ndarray, u: np.ndarray) -> list[Any]:
+    """Answers at cumulative levels ``u`` of a stored distribution (shares or quantiles)."""
+    if f.is_numeric:
+        values = np.clip(np.interp(u, NUMBER_LEVELS, distribution), f.low, f.high)
+        return (np.round(values) if f.whole else values).tolist()
+    index = np.searchsorted(np.cumsum(distribution), u, side="right")
+    return [f.values[i] for i in np.minimum(index, len(f.values) - 1)]
+
+
+def plan(answers: Answers, imputation: dict[str, Any], reference: SurveyReference) -> Plan:
+    """The rows one person's context needs, column by column: the person, the healthy profile at
+    each age group, one row per what-if, the draws of the Unknowns (see the module docstring)."""
+    answers = {f.name: answers.get(f.name) for f in FEATURES}
+    profile = healthy_profile(answers, imputation)
+    age = answers.get("age_category") or imputation["age_category"]
+    changes = what_if_changes(answers)
+    unknowns = sum(v is None for v in answers.values())
+    drawn = draw_unknowns(answers, reference) if unknowns else {}
+    draws = DRAWS if unknowns else 0
+    columns: Columns = {}
+    for name, mine in answers.items():
+        changed = [value if what == name else mine for what, value in changes]
+        columns[name] = [mine, *[row[name] for row in profile], *changed, *drawn.get(name, [mine] * draws)]
+    peer_index = AGE.values.index(age)
+    return Plan(answers, columns, 1 + len(profile) + len(changes) + draws, profile[peer_index],
+                peer_index, changes, draws)
+
+
+# ------------------------------------------------------------------------------------ the numbers
+def risk_age(probability: float, healthy_by_age: np.ndarray) -> RiskAge:
+    """Where the healthy profile's risk curve (made non-decreasing) reaches ``probability``."""
+    curve = np.maximum.accumulate(np.asarray(healthy_by_age, dtype=float))
+    capped: Literal["younger", "older"] | None = None
+    if probability < curve[0]:
+        position, capped = 0.0, "younger"
+    elif probability > curve[-1]:
+        position, capped = float(len(curve) - 1), "older"
+    else:
+        upper = int(np.searchsorted(curve, probability, side="left"))
+        if upper == 0 or curve[upper] == curve[upper - 1]:
+            position = float(upper)
+        else:
+            lower = upper - 1
+            position = lower + (probability - curve[lower]) / (curve[upper] - curve[lower])
+    years = float(np.interp(position, np.arange(len(AGE_YEARS)), AGE_YEARS))
+    group = AGE.values[int(np.searchsorted(AGE_YEARS, years + 1e-9, side="right")) - 1]
+    return RiskAge(years=round(years, 1), age_group=group, capped=capped,
+                   healthy_by_age=[float(v) for v in healthy_by_age])
+
+
+def finish(p: Plan, margins: np.ndarray, calibration: Platt, reference: SurveyReference) -> RiskContext:
+    """The context of one planned person from the margins of its rows."""
+    risks = sigmoid(calibration(margins))
+    probability = float(risks[0])
+    n_ages = len(AGE.values)
+    healthy = risks[1:1 + n_ages]
+    peer = float(healthy[p.peer_index])
+    start = 1 + n_ages
+    what_if = [
+        WhatIf(feature=name, question=BY_NAME[name].question, answer=p.answers[name], healthier=value,
+               probability=float(risks[start + i]), difference=probability - float(risks[start + i]))
+        for i, (name, value) in enumerate(p.what_if)
+    ]
+    what_if.sort(key=lambda w: -w.difference)
+    drawn = margins[start + len(p.what_if):] if p.draws else margins[:1]
+    spread = np.sort(refit_risks(reference.calibration_refits, drawn).ravel())
+    low, high = (float(np.interp(q / 100 * (len(spread) - 1), np.arange(len(spread)), spread))
+                 for q in RANGE)  # np.percentile's linear rule, without its set-up cost
+    low, high = min(float(low), probability), max(float(high), probability)
+    percentile, group = reference.percentile(probability, p.answers["sex"], p.answers["age_category"])
+    peer_answers = dict(p.peer)
+    return RiskContext(
+        probability=probability,
+        icons=IconArray(with_disease=_of_100(probability), low=_of_100(low), high=_of_100(high),
+                        healthy_peer=_of_100(peer)),
+        healthy_peer=HealthyPeer(probability=peer, ratio=probability / peer if peer > 0 else float("inf"),
+                                 answers=peer_answers),
+        percentile=PeerPercentile(percentile=round(percentile, 1), group=group),
+        risk_age=risk_age(probability, healthy),
+        what_if=what_if,
+        range=RiskRange(low=low, high=high, unknowns=sum(v is None for v in p.answers.values()),
+                        draws=len(spread)),
+    )
+
+
+def _of_100(probability: float) -> int:
+    return round(100 * probability)
+
+
+def contexts(people: Sequence[Answers], margins: Margins, calibration: Platt, imputation: dict[str, Any],
+             reference: SurveyReference) -> list[RiskContext]:
+    """The context of each person; all their rows are scored in one call of ``margins``."""
+    plans = [plan(a, imputation, reference) for a in people]
+    columns = (plans[0].columns if len(plans) == 1  # a request: no copy
+               else {name: [v for p in plans for v in p.columns[name]] for name in FEATURE_NAMES})
+    scored = np.asarray(margins(columns, sum(p.size for p in plans)), dtype=float)
+    out, start = [], 0
+    for p in plans:
+        out.append(finish(p, scored[start:start + p.size], calibration, reference))
+        start += p.size
+    return out
