@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from heartrisk.config import Settings
-from heartrisk.features import BY_NAME, FEATURES
+from heartrisk.features import FEATURES
 from heartrisk.monitoring.served_profile import RISK, read_profile
 from heartrisk.web.risk_check.form import short_name
 from heartrisk.web.server import BackgroundServer

@@ -27,8 +27,8 @@ from starlette.routing import Mount
 
 from heartrisk import __version__
 from heartrisk.config import Settings
-from heartrisk.monitoring.served_profile import FLUSH_SECONDS, ServingProfile, replica_from_env
 from heartrisk.model.card import SCOPE
+from heartrisk.monitoring.served_profile import FLUSH_SECONDS, ServingProfile, replica_from_env
 from heartrisk.store.probe import require_conditional_writes
 from heartrisk.web.guard.limits import BodySizeLimit
 from heartrisk.web.guard.rate_limits import SubmissionLimit

@@ -30,8 +30,8 @@ import pandas as pd
 
 from heartrisk.config import Settings
 from heartrisk.features import BY_NAME, FEATURES, LABEL, Feature
-from heartrisk.monitoring.served_profile import ServingProfile
 from heartrisk.model.card import SCOPE
+from heartrisk.monitoring.served_profile import ServingProfile
 from heartrisk.validation import ValidationError, coerce
 from heartrisk.web.guard.rate_limits import SubmissionLimit, too_many_detail
 from heartrisk.web.risk_check.model_cache import ModelCache, ModelUnavailableError
