@@ -29,10 +29,12 @@ from heartrisk.config import Settings
 from heartrisk.features import BY_NAME, FEATURE_NAMES
 from heartrisk.monitoring.drift import PROBABILITY, DriftReport, DriftSettings, psi_level
 from heartrisk.monitoring.metrics import (
+    COUNT,
     classification_metrics,
     confusion,
     daily_performance,
     recent_predictions,
+    weights,
 )
 from heartrisk.monitoring.reads import (
     Known,
@@ -165,29 +167,68 @@ def build_snapshot(settings: Settings, config: ReportSettings, now: datetime | N
             snap.notes.append(str(exc))
             return finished(snap, started)
     snap.model = model_card(model)
-    every = read_predictions(settings)
-    mine = every[every["model_version"] == str(model.version)]
     start = pd.Timestamp(now) - pd.Timedelta(hours=config.hours)
-    window = mine[mine["event_time"] >= start]
+    seen = predictions_seen(settings, str(model.version), start, config.recent_rows)
+    every, mine, window = seen.every, seen.mine, seen.window
+    w_every, w_mine = weights(every), weights(mine)
     snap.predictions = {
-        "rows": len(every), "champion_rows": len(mine), "window_rows": len(window),
-        "by_source": {str(k): int(v) for k, v in mine["source"].value_counts().items()},
-        "by_model_version": {str(k): int(v) for k, v in every["model_version"].value_counts().items()},
-        "last_predicted_at": None if mine.empty else mine["predicted_at"].max().isoformat(),
+        "rows": int(w_every.sum()), "champion_rows": int(w_mine.sum()), "window_rows": len(window),
+        "by_source": counts_by(mine, "source"),
+        "by_model_version": counts_by(every, "model_version"),
+        "last_predicted_at": None if seen.last_predicted_at is None else seen.last_predicted_at.isoformat(),
     }
     if mine.empty:
         snap.notes.append(f"champion v{model.version} has made no predictions yet: run `heartrisk infer`")
     snap.metrics_all, snap.metrics_window = classification_metrics(mine), classification_metrics(window)
     snap.confusion_all, snap.confusion_window = confusion(mine).tolist(), confusion(window).tolist()
     snap.daily = daily_performance(every)
-    snap.recent = recent_predictions(mine, config.recent_rows)
-    known = Known(rows=rows, rows_from=None if rows is None else start.to_pydatetime(), predictions=mine)
+    snap.recent = seen.recent
+    known = Known(rows=rows, rows_from=None if rows is None else start.to_pydatetime(),
+                  predictions=None if COUNT in mine else mine)  # aggregated: the drift window reads its own
     snap.drift, current = current_drift(settings, model, now + timedelta(microseconds=1), config.hours,
                                         config.drift, known=known)
     snap.probability_reference = reference_sample(settings, model)[PROBABILITY].to_numpy(dtype=float)
     snap.probability_window = current[PROBABILITY].dropna().to_numpy(dtype=float)
     snap.shap = shap_sample(model, current, config.shap_rows)
     return finished(snap, started)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What the report reads of ``heart_predictions``: every prediction and the champion's (as rows,
+    or aggregated with a ``count`` column by the daft engine), the champion's recent window and latest
+    rows, and when it last predicted."""
+
+    every: pd.DataFrame
+    mine: pd.DataFrame
+    window: pd.DataFrame
+    recent: pd.DataFrame
+    last_predicted_at: pd.Timestamp | None
+
+
+def predictions_seen(settings: Settings, version: str, start: pd.Timestamp, recent_rows: int) -> Seen:
+    """``heart_predictions`` as the report needs it, read by the batch engine of the settings: the
+    local one reads the table into this process, the daft one aggregates it where it is."""
+    if settings.batch_engine == "daft":
+        from heartrisk.engine.runner import require_daft
+
+        require_daft()
+        from heartrisk.engine.aggregates import prediction_aggregates
+
+        agg = prediction_aggregates(settings, version, start.to_pydatetime(), recent_rows)
+        mine = agg.ties[agg.ties["model_version"] == version]
+        return Seen(agg.ties, mine, agg.window, recent_predictions(agg.recent, recent_rows),
+                    agg.last_predicted_at)
+    every = read_predictions(settings)
+    mine = every[every["model_version"] == version]
+    return Seen(every, mine, mine[mine["event_time"] >= start], recent_predictions(mine, recent_rows),
+                None if mine.empty else mine["predicted_at"].max())
+
+
+def counts_by(frame: pd.DataFrame, column: str) -> dict[str, int]:
+    """Predictions per value of ``column`` (weighted when the frame is aggregated), largest first."""
+    counts = pd.Series(weights(frame), index=frame[column].astype(str).to_numpy()).groupby(level=0).sum()
+    return {str(k): int(v) for k, v in counts.sort_values(ascending=False, kind="stable").items()}
 
 
 def finished(snap: Snapshot, started: float) -> Snapshot:
