@@ -10,13 +10,12 @@ engines and measured in ``bench/infer.py``), each in a fresh child process on a 
 factor's home, so the peak memory (``ru_maxrss`` of the process) is the run's own:
 
 - local: the window read into the process, scored at once, one insert;
-- daft, native runner, 1 and 2 threads: partition by partition in the same process;
-- daft on a local Ray cluster (``--ray``; needs ``ray``): 2 worker processes; the driver's peak
-  and each worker's (Ray's per-process memory) are reported.
+- daft, native runner, 1 and 2 threads: partition by partition in the same process (the Ray runner
+  is checked for correctness in tests/scaleout/test_ray_engine.py, not timed here).
 
 Printed side by side with rows/s; saved to bench/results/scale.json. Run it niced on a shared machine:
 
-    nice -n 10 .venv/bin/python bench/scale.py [--factors 1,4,16] [--ray]
+    nice -n 10 .venv/bin/python bench/scale.py [--factors 1,4,16]
 """
 
 from __future__ import annotations
@@ -67,30 +66,23 @@ print(heart.count())
 TIMED = """
 import json, resource, sys, time
 from datetime import timedelta
+import pyarrow.compute as pc
 from pathlib import Path
 from heartrisk.config import Settings
 from heartrisk.jobs.infer import run_infer
 from heartrisk.store.groups import HEART, open_group
-home, engine, threads, ray = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
-settings = Settings(home=home, engine=engine, ray_address=ray or None)
-if engine == "daft" and not ray:
+home, engine, threads = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+settings = Settings(home=home, engine=engine)
+if engine == "daft":
     import daft
     daft.set_runner_native(num_threads=threads)
 times = open_group(settings, HEART).read_arrow(columns=["event_time"]).column("event_time")
-import pyarrow.compute as pc
 newest = pc.max(times).as_py()
 start, cpu = time.perf_counter(), time.process_time()
 result = run_infer(settings, hours=24 * 400, now=newest + timedelta(hours=1), artifacts=False)
 wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-workers = {}
-if ray:
-    import ray as ray_module
-    from ray.util.state import list_workers
-    for w in list_workers(address=ray, filters=[("worker_type", "=", "WORKER")], detail=True):
-        workers[w.get("pid")] = w.get("worker_id")
 print(json.dumps({"rows": result.inserted, "in_window": result.rows_in_window, "seconds": wall,
-                  "cpu_seconds": cpu, "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "worker_pids": sorted(p for p in workers if p)}))
+                  "cpu_seconds": cpu, "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 
@@ -102,48 +94,21 @@ def child(code: str, *args: str, env: dict[str, str] | None = None) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-def peak_of(pids: list[int]) -> float:
-    """Peak resident memory (MiB) of running processes, from /proc (VmHWM)."""
-    peaks = []
-    for pid in pids:
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmHWM:"):
-                peaks.append(int(line.split()[1]) / 1024)
-    return max(peaks) if peaks else float("nan")
-
-
-def timed_run(home: Path, scratch: Path, engine: str, threads: int, ray: str = "") -> dict[str, float]:
+def timed_run(home: Path, scratch: Path, engine: str, threads: int) -> dict[str, float]:
     copy = scratch / "run"
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(home, copy)
     load = os.getloadavg()[0]
-    out = json.loads(child(TIMED, str(copy), engine, str(threads), ray))
+    out = json.loads(child(TIMED, str(copy), engine, str(threads)))
     out["load_before"] = load
-    if ray:
-        out["worker_peak_mib"] = peak_of(out["worker_pids"])
     shutil.rmtree(copy, ignore_errors=True)
     return out
-
-
-def start_ray(scratch: Path, workers: int) -> tuple[str, Path]:
-    """A local Ray head on loopback with ``workers`` CPUs (one worker process each)."""
-    ray_bin = Path(sys.executable).with_name("ray")
-    temp = scratch / "ray"
-    subprocess.run([str(ray_bin), "start", "--head", "--node-ip-address=127.0.0.1", f"--num-cpus={workers}",
-                    "--include-dashboard=false", f"--temp-dir={temp}", "--port=0", "--disable-usage-stats"],
-                   check=True, capture_output=True, env=ENV)
-    return "auto", temp
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--csv", type=Path, default=DEFAULT_CSV)
     parser.add_argument("--factors", default="1,4,16")
-    parser.add_argument("--ray", action="store_true", help="also run on a local 2-worker Ray cluster")
     args = parser.parse_args()
     factors = [int(f) for f in args.factors.split(",")]
     results: list[dict[str, object]] = []
@@ -157,10 +122,10 @@ def main() -> None:
             shutil.copytree(base, home)
             rows = int(child(REPLICATE, str(home), str(factor)))
             print(f"\n{factor}x: {rows:,} rows in heart", flush=True)
-            runs = [("local", "local", 1, ""), ("daft native, 1 thread", "daft", 1, ""),
-                    ("daft native, 2 threads", "daft", 2, "")]
-            for label, engine, threads, ray in runs:
-                out = timed_run(home, scratch, engine, threads, ray)
+            runs = [("local", "local", 1), ("daft native, 1 thread", "daft", 1),
+                    ("daft native, 2 threads", "daft", 2)]
+            for label, engine, threads in runs:
+                out = timed_run(home, scratch, engine, threads)
                 results.append({"factor": factor, "table_rows": rows, "engine": label, **out})
                 print(f"  {label:<24} {out['seconds']:>7.1f} s {out['rows'] / out['seconds']:>10,.0f} rows/s "
                       f"peak {out['peak_mib']:>7,.0f} MiB  (load {out['load_before']:.1f})", flush=True)

@@ -1,6 +1,5 @@
-"""A local Ray cluster on loopback for the engine tests: a head node and worker nodes, each a
-``ray start --block`` child of the test, so stopping them ends every process they started (and no other
-Ray on the machine)."""
+"""A local Ray cluster on loopback for the engine tests: a ``ray start --block`` child of the test in
+a session of its own, so stopping it ends every process it started (and no other Ray on the machine)."""
 
 from __future__ import annotations
 
@@ -20,7 +19,10 @@ RAY = Path(sys.executable).with_name("ray")
 
 
 class RayCluster:
-    """A head (no CPUs: it schedules nothing) and ``workers`` nodes of one CPU each, on 127.0.0.1."""
+    """One Ray node on 127.0.0.1 with ``workers`` CPUs, so up to that many worker processes run tasks.
+
+    One node, not a node per worker: on 2 loaded cores a second raylet did not register with the GCS
+    within Ray's start-up timeout (seen here at a load average of 25)."""
 
     def __init__(self, log: Path, workers: int = 2, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
@@ -28,14 +30,16 @@ class RayCluster:
         # Ray's socket paths must stay under 107 characters: a short folder of our own under /tmp.
         self.temp = Path(tempfile.mkdtemp(prefix="hr-ray-", dir="/tmp"))
         self.log = log
-        self.env = {**(env or os.environ), "RAY_USAGE_STATS_ENABLED": "0"}
+        self.env = {**(env or os.environ), "RAY_USAGE_STATS_ENABLED": "0",
+                    "RAY_raylet_start_wait_time_s": "300"}
         self.nodes: list[subprocess.Popen] = []
-        self._start(["--head", f"--port={self.port}", "--num-cpus=0", f"--temp-dir={self.temp}",
-                     "--include-dashboard=false", "--node-ip-address=127.0.0.1"])
-        self._wait_for(0)
-        for _ in range(workers):
-            self._start([f"--address={self.address}", "--num-cpus=1", "--node-ip-address=127.0.0.1"])
-        self._wait_for(workers)
+        try:
+            self._start(["--head", f"--port={self.port}", f"--num-cpus={workers}", f"--temp-dir={self.temp}",
+                         "--include-dashboard=false", "--node-ip-address=127.0.0.1"])
+            self._wait_for(workers)
+        except BaseException:
+            self.stop()
+            raise
 
     def _start(self, args: list[str]) -> None:
         with self.log.open("ab") as out:
