@@ -22,9 +22,11 @@ from heartrisk.config import Settings
 from heartrisk.engine.delta_source import read_group
 from heartrisk.engine.runner import use_runner
 from heartrisk.features import LABEL
-from heartrisk.monitoring.metrics import COUNT
 from heartrisk.store.groups import HEART_PREDICTIONS, open_group
 
+#: How many predictions a line of the aggregate stands for: the weight column
+#: :mod:`heartrisk.monitoring.metrics` reads (its ``COUNT``; the engine sits below monitoring).
+COUNT = "count"
 #: The columns of the aggregate (``event_time`` is the UTC day, so per-day code reads it unchanged).
 TIE_COLUMNS = ["event_time", "model_version", "source", "probability", "prediction", LABEL.name]
 
