@@ -107,7 +107,7 @@ def _files_in_window(table: DeltaTable, time_column: str, start: datetime | None
     lows, highs = (f"min.{time_column}", f"max.{time_column}")
     if lows not in actions.column_names or highs not in actions.column_names:
         return paths
-    keep = pa.array([True] * len(paths))
+    keep = pa.array([True] * len(paths), pa.bool_())
     if start is not None:
         keep = pc.and_kleene(keep, pc.fill_null(pc.greater_equal(actions.column(highs), _at(start)), True))
     if end is not None:
