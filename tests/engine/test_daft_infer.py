@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -14,23 +14,9 @@ from heartrisk.config import ConfigError, Settings
 from heartrisk.jobs.infer import run_infer
 from heartrisk.monitoring.snapshot import ReportSettings, build_snapshot
 from heartrisk.store.groups import HEART, HEART_PREDICTIONS, open_group
+from support.heart_rows import add_rows, kaggle_time
 
 pytest.importorskip("daft")
-
-
-def kaggle_time(settings: Settings) -> datetime:
-    """When the ingested sample's rows happened (ingest backdates them by a day)."""
-    return open_group(settings, HEART).read(columns=["event_time"])["event_time"].max().to_pydatetime()
-
-
-def add_rows(settings: Settings, n: int, source: str, at: datetime, seed: int = 0) -> None:
-    """New `heart` rows (answers borrowed from stored ones), as the daily pipeline adds them."""
-    heart = open_group(settings, HEART)
-    rows = heart.read().sample(n=n, random_state=seed).reset_index(drop=True)
-    rows["record_id"] = [f"{source}:engine:{seed}:{i}" for i in range(n)]
-    rows["source"] = source
-    rows["event_time"] = pd.Timestamp(at)
-    assert heart.insert(rows).inserted == n
 
 
 def copy_home(settings: Settings, where: Path, **changes: object) -> Settings:
