@@ -129,16 +129,21 @@ def main() -> None:
                 results.append({"factor": factor, "table_rows": rows, "engine": label, **out})
                 print(f"  {label:<24} {out['seconds']:>7.1f} s {out['rows'] / out['seconds']:>10,.0f} rows/s "
                       f"peak {out['peak_mib']:>7,.0f} MiB  (load {out['load_before']:.1f})", flush=True)
+                save(args.csv, results)  # after each run: a run stopped midway keeps what it measured
             shutil.rmtree(home)
     print(f"\n{'factor':>6} {'rows':>10}  {'engine':<24} {'wall s':>8} {'rows/s':>10} {'peak MiB':>9}")
     for r in results:
         print(f"{r['factor']:>5}x {r['table_rows']:>10,}  {r['engine']:<24} {r['seconds']:>8.1f} "
               f"{r['rows'] / r['seconds']:>10,.0f} {r['peak_mib']:>9,.0f}")
     print(f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    save(args.csv, results)
+
+
+def save(csv: Path, results: list[dict[str, object]]) -> None:
     out = ROOT / "bench" / "results" / "scale.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"csv": str(args.csv), "cores": os.cpu_count(), "runs": results,
-                               "load_average_after": os.getloadavg()[0]}, indent=2, default=str))
+    out.write_text(json.dumps({"csv": str(csv), "cores": os.cpu_count(), "runs": results,
+                               "load_average_now": os.getloadavg()[0]}, indent=2, default=str))
 
 
 if __name__ == "__main__":
