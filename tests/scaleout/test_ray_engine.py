@@ -54,11 +54,27 @@ def grown(settings: Settings, copies: int) -> None:
         write_deltalake(heart.uri, base.set_column(0, "record_id", ids), mode="append")
 
 
+RUNS: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def no_run_left() -> Iterator[None]:
+    """A run still going when the test stops (a timeout, a failed assertion) is killed."""
+    yield
+    while RUNS:
+        run = RUNS.pop()
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+
+
 def infer_cli(settings: Settings, address: str, now_hours: int = 48, **extra: str) -> subprocess.Popen:
-    return subprocess.Popen(
+    run = subprocess.Popen(
         [sys.executable, "-m", "heartrisk", "infer", "--hours", str(now_hours), "--ray-address", address],
         env=cli_env(settings, HEARTRISK_ENGINE_BATCH_ROWS="2000", **extra), cwd=REPO,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    RUNS.append(run)
+    return run
 
 
 def stored(settings: Settings) -> pd.DataFrame:
@@ -66,6 +82,7 @@ def stored(settings: Settings) -> pd.DataFrame:
     return frame.drop(columns=["predicted_at"]).sort_values("record_id").reset_index(drop=True)
 
 
+@pytest.mark.timeout(2400)  # three CLI runs on Ray: 10 min were not enough at a load average of 24
 def test_ray_workers_score_like_the_local_engine_and_a_killed_worker_commits_nothing(
         trained: Settings, tmp_path: Path, ray_cluster: RayCluster) -> None:
     grown(trained, 4)  # 24,000 rows: 12 batches of 2,000
