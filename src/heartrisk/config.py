@@ -10,9 +10,9 @@ import os
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from heartrisk.clock import as_utc
 from heartrisk.errors import UserError
@@ -29,6 +29,10 @@ ENV_VARS: dict[str, str] = {
     "lease_ttl_s": "HEARTRISK_LEASE_TTL",
     "lease_wait_s": "HEARTRISK_LEASE_WAIT",
     "single_writer": "HEARTRISK_SINGLE_WRITER",
+    "engine": "HEARTRISK_ENGINE",
+    "ray_address": "HEARTRISK_RAY_ADDRESS",
+    "engine_batch_rows": "HEARTRISK_ENGINE_BATCH_ROWS",
+    "train_read_rows": "HEARTRISK_TRAIN_READ_ROWS",
 }
 
 
@@ -54,7 +58,8 @@ def settings_from_env(model: type[SettingsModel], env_vars: Mapping[str, str], w
     try:
         return model(**values)
     except ValidationError as exc:
-        lines = [f"{env_vars.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}" for e in exc.errors()]
+        lines = [f"{env_vars.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}" if e["loc"] else e["msg"]
+                 for e in exc.errors()]
         raise ConfigError(f"invalid {what}: " + "; ".join(lines)) from None
 
 
@@ -77,6 +82,16 @@ class Settings(BaseModel):
         "seconds a job waits for another machine's run of the same job (0: exit at once, naming it)"))
     single_writer: bool = Field(default=False, description=(
         "only one process ever writes: allow a store that ignores conditional writes"))
+    engine: Literal["local", "daft"] | None = Field(default=None, description=(
+        "what runs the batch jobs (infer, the prediction aggregates): this process (local) or Daft, "
+        "on this machine or a Ray cluster; default: daft when ray_address is set, else local"))
+    ray_address: str | None = Field(default=None, description=(
+        "Ray cluster the daft engine runs on ('ray://head:10001', 'head:6379' or 'auto'); unset: "
+        "Daft's native runner in this process"))
+    engine_batch_rows: int = Field(default=65_536, ge=1_000, le=10_000_000, description=(
+        "rows a daft worker scores at once: what bounds its memory"))
+    train_read_rows: int | None = Field(default=None, ge=1_000, description=(
+        "training reads a seeded sample of about this many rows when the table holds more"))
 
     @field_validator("store_uri")
     @classmethod
@@ -90,10 +105,24 @@ class Settings(BaseModel):
     def _utc(cls, value: datetime | None) -> datetime | None:
         return None if value is None else as_utc(value)
 
+    @model_validator(mode="after")
+    def _engine_reaches_ray(self) -> Settings:
+        if self.engine == "local" and self.ray_address:
+            raise ValueError("HEARTRISK_RAY_ADDRESS is set but HEARTRISK_ENGINE is local: the local engine "
+                             "never uses Ray; use the daft engine or unset the address")
+        return self
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Build settings from ``HEARTRISK_*`` variables; CLI options come in as overrides."""
         return settings_from_env(cls, ENV_VARS, "settings", env, overrides)
+
+    @property
+    def batch_engine(self) -> Literal["local", "daft"]:
+        """The engine the batch jobs use: one setting (a Ray address) is enough to go distributed."""
+        if self.engine is not None:
+            return self.engine
+        return "daft" if self.ray_address else "local"
 
     # Everything below derives from the home unless set explicitly.
     @property

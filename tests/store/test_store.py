@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 import polars as pl
+import pyarrow as pa
 import pytest
 
 from heartrisk.config import Settings
@@ -159,3 +161,46 @@ def test_polars_reads_the_same_table(settings: Settings) -> None:
     frame = pl.read_delta(group.uri)
     assert frame.columns == HEART.columns
     assert frame.height == 50
+
+
+def batches_of(frame: pd.DataFrame, size: int, fail_after: int | None = None) -> pa.RecordBatchReader:
+    """``frame`` as a stream of ``size``-row batches; with ``fail_after``, the stream breaks after that
+    many batches the way an engine's stream does when a worker dies and the query is given up."""
+    table = pa.Table.from_pandas(frame, schema=HEART.schema, preserve_index=False)
+
+    def produce() -> Iterator[pa.RecordBatch]:
+        for i, batch in enumerate(table.to_batches(max_chunksize=size)):
+            if fail_after is not None and i == fail_after:
+                raise RuntimeError("worker died")
+            yield batch
+
+    return pa.RecordBatchReader.from_batches(HEART.schema, produce())
+
+
+def test_a_streamed_insert_is_one_commit_or_none(settings: Settings) -> None:
+    group = open_group(settings, HEART)
+    group.insert(rows(range(10)))
+    version = group.version()
+    with pytest.raises(Exception, match="worker died"):
+        group.insert_stream(lambda: batches_of(rows(range(5, 400)), 50, fail_after=4))
+    assert group.version() == version  # 200 rows had gone into the MERGE: none stored
+    assert group.count() == 10
+    result = group.insert_stream(lambda: batches_of(rows(range(5, 400)), 50))
+    assert (result.inserted, result.skipped, result.version) == (390, 5, version + 1)
+    back = group.read()
+    assert sorted(back["record_id"]) == sorted(f"r{i}" for i in range(400))
+    assert group.insert_stream(lambda: batches_of(rows(range(1)).iloc[:0], 50)).version == version + 1
+
+
+def test_a_view_reads_a_stable_sample_of_a_large_table(settings: Settings) -> None:
+    group = open_group(settings, HEART)
+    group.insert(rows(range(2000)))
+    whole, version = FeatureView(group).read()
+    sample, same_version = FeatureView(group, max_rows=400).read()
+    assert version == same_version and len(whole) == 2000
+    assert 300 < len(sample) < 500  # a seeded coin per record: about 400
+    assert set(sample["record_id"]) < set(whole["record_id"])
+    again, _ = FeatureView(group, max_rows=400).read()
+    assert list(again["record_id"]) == list(sample["record_id"])
+    assert len(FeatureView(group, max_rows=5000).read()[0]) == 2000  # small enough: every row
+    assert list(sample.columns) == list(whole.columns)

@@ -363,11 +363,18 @@ def daily(
 def infer(
     hours: Annotated[float, typer.Option(
         help="Score the rows of `heart` whose event time is in the last HOURS hours.")] = 24,
+    engine: Annotated[str | None, typer.Option(help=(
+        "local: this process reads the window; daft: Daft scores it partition by partition, here or "
+        "on a Ray cluster (needs `pip install heartrisk[engine]`). Default: HEARTRISK_ENGINE, else "
+        "daft when a Ray address is set, else local."))] = None,
+    ray_address: Annotated[str | None, typer.Option(help=(
+        "Ray cluster for the daft engine ('ray://head:10001', 'head:6379', 'auto'). Default: "
+        "HEARTRISK_RAY_ADDRESS; unset: Daft's native runner on this machine."))] = None,
 ) -> None:
     """Batch inference: the champion scores new rows -> heart_predictions + monitoring images."""
     from heartrisk.jobs.infer import run_infer
 
-    settings = settings_from()
+    settings = settings_from(engine=engine, ray_address=ray_address)
     result = run_job(settings, "infer", lambda: run_infer(settings, hours=hours), on_wait=err.print)
     out.print(result.summary)
     if result.drift and not result.drift["window"]["enough"]:

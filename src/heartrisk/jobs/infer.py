@@ -32,6 +32,7 @@ from heartrisk.monitoring.drift import DriftReport
 from heartrisk.monitoring.metrics import classification_metrics
 from heartrisk.progress import progress_bar
 from heartrisk.store.groups import HEART, HEART_PREDICTIONS, open_group
+from heartrisk.store.table import InsertResult
 
 EXPERIMENT = "batch-inference"
 #: Latest predictions listed in ``recent_predictions.csv`` (the dashboard lists 25).
@@ -60,6 +61,7 @@ class InferResult:
     run_id: str | None = None
     artifacts: tuple[Path, ...] = ()
     seconds: float = 0.0
+    engine: str = "local"
 
     @property
     def summary(self) -> str:
@@ -101,29 +103,67 @@ def run_infer(settings: Settings, hours: float = 24, now: datetime | None = None
     heart.table()  # a clear StoreError ("run `heartrisk ingest` first") before any work
     model = champion_model(settings)
     lock = FileLock(str(settings.locks_dir / "infer.lock"), timeout=LOCK_TIMEOUT_S)
+    engine = settings.batch_engine
     with lock, progress_bar(transient=True) as bar:
-        task = bar.add_task(f"reading the last {hours:g} h of heart", total=4)
-        pending = unscored(settings, heart, model.version, start, end)
-        bar.update(task, advance=1, description=f"scoring {len(pending.new):,} rows")
-        batch = score(model, pending.new, now)
-        bar.update(task, advance=1, description="writing heart_predictions")
-        written = open_group(settings, HEART_PREDICTIONS).insert(batch) if len(batch) else None
-        metrics = batch_metrics(batch, rows_in_window=pending.in_window)
-        bar.update(task, advance=1, description="monitoring")
+        task = bar.add_task(f"scoring the last {hours:g} h of heart ({engine} engine)", total=3)
+        scored = (score_with_daft if engine == "daft" else score_locally)(settings, heart, model, start, end,
+                                                                           now)
+        written = scored.written
+        metrics = batch_metrics(scored.batch, rows_in_window=scored.in_window)
+        bar.update(task, advance=2, description="monitoring")
         drift: dict[str, Any] = {}
         paths: list[Path] = []
-        if artifacts and len(batch):
-            report, paths = write_monitoring(settings, model, now, hours, pending.rows)
+        if artifacts and len(scored.batch):
+            report, paths = write_monitoring(settings, model, now, hours, scored.rows)
             drift = report.to_dict()
             metrics.update(drift_metrics(report))
-        run_id = log_run(settings, model, start, now, hours, metrics, paths, written)
+        run_id = log_run(settings, model, start, now, hours, metrics, paths, written, engine)
         bar.update(task, advance=1)
+    inserted = written.inserted if written else 0
     return InferResult(
-        model_version=model.version, window_start=start, window_end=now, rows_in_window=pending.in_window,
-        already_scored=pending.in_window - len(pending.new), inserted=written.inserted if written else 0,
+        model_version=model.version, window_start=start, window_end=now, rows_in_window=scored.in_window,
+        already_scored=scored.in_window - len(scored.batch), inserted=inserted,
         predictions_version=written.version if written else None, metrics=metrics, drift=drift,
-        run_id=run_id, artifacts=tuple(paths), seconds=time.perf_counter() - started,
+        run_id=run_id, artifacts=tuple(paths), seconds=time.perf_counter() - started, engine=engine,
     )
+
+
+@dataclass(frozen=True)
+class Scored:
+    """What one engine did: the window's size, the new rows' predictions (for the run's metrics; the
+    daft engine keeps only the columns metrics read), the window's rows if read, and the write."""
+
+    in_window: int
+    batch: pd.DataFrame
+    rows: pd.DataFrame | None
+    written: InsertResult | None
+
+
+def score_locally(settings: Settings, heart: Any, model: Any, start: datetime, end: datetime,
+                  now: datetime) -> Scored:
+    """The window read into this process, scored at once, stored in one insert."""
+    pending = unscored(settings, heart, model.version, start, end)
+    batch = score(model, pending.new, now)
+    written = open_group(settings, HEART_PREDICTIONS).insert(batch) if len(batch) else None
+    return Scored(pending.in_window, batch, pending.rows, written)
+
+
+def score_with_daft(settings: Settings, heart: Any, model: Any, start: datetime, end: datetime,
+                    now: datetime) -> Scored:
+    """The window scored by Daft partition by partition and streamed into one insert (one commit).
+
+    The monitoring report then reads the window itself (``rows`` None): only the recent window, never
+    the whole table."""
+    from heartrisk.engine.runner import require_daft
+
+    require_daft()
+    from heartrisk.engine.scoring import BatchTally, scoring_plan
+
+    plan = scoring_plan(settings, model, start, end, now)
+    tally = BatchTally()
+    written = open_group(settings, HEART_PREDICTIONS).insert_stream(lambda: tally.watch(plan.batches()))
+    batch = tally.frame()
+    return Scored(plan.rows_in_window(), batch, None, written if len(batch) else None)
 
 
 @dataclass(frozen=True)
@@ -216,12 +256,12 @@ def write_monitoring(settings: Settings, model: Any, now: datetime, hours: float
 
 
 def log_run(settings: Settings, model: Any, start: datetime, now: datetime, hours: float,
-            metrics: dict[str, float], paths: list[Path], written: Any) -> str:
+            metrics: dict[str, float], paths: list[Path], written: Any, engine: str = "local") -> str:
     """One MLflow run in ``batch-inference`` with the batch's metrics and the monitoring files."""
     with tracking.run(settings, EXPERIMENT, f"infer-v{model.version}-{now:%Y%m%d-%H%M}") as run:
         run.log_params({"model_version": model.version, "hours": f"{hours:g}",
                         "window_start": start.isoformat(), "window_end": now.isoformat(),
-                        "threshold": f"{model.threshold:.6f}",
+                        "threshold": f"{model.threshold:.6f}", "engine": engine,
                         "predictions_table_version": "" if written is None else str(written.version)})
         run.log_metrics(metrics, at=now)
         run.set_tags({"empty": str(not metrics.get("rows_scored")), "model_run_id": model.run_id})

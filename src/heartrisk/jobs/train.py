@@ -95,8 +95,9 @@ def load_data(settings: Settings, ts: TrainSettings) -> Prepared:
     if not group.exists():
         raise StoreError(f"feature group {HEART.table_name} does not exist yet; "
                          "run `heartrisk ingest` first")
-    split = FeatureView(group).train_test_split(test_size=ts.test_size, seed=ts.seed,
-                                                include_synthetic=ts.include_synthetic)
+    view = FeatureView(group, max_rows=settings.train_read_rows)
+    split = view.train_test_split(test_size=ts.test_size, seed=ts.seed,
+                                  include_synthetic=ts.include_synthetic)
     return prepare(split, ts)
 
 

@@ -8,6 +8,10 @@ the dashboard say the same thing (both draw from one report, :mod:`heartrisk.mon
   recall, F1 and volume by source;
 - the latest predictions, never a user's own row.
 
+A frame may carry a ``count`` column: each line then stands for that many identical predictions (the
+daft engine's aggregate of a large ``heart_predictions``, :mod:`heartrisk.engine.aggregates`), and
+every figure here is the one the expanded rows would give.
+
 Drift is in :mod:`heartrisk.monitoring.drift`.
 """
 
@@ -20,22 +24,34 @@ import pandas as pd
 
 from heartrisk.features import LABEL
 
+#: Column of an aggregated frame: how many identical predictions a line stands for.
+COUNT = "count"
+
 
 def labelled(frame: pd.DataFrame) -> pd.DataFrame:
     """Predictions whose truth is known (the schema allows it to be missing)."""
     return frame[frame[LABEL.name].notna()]
 
 
-def ranking_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+def weights(frame: pd.DataFrame) -> np.ndarray:
+    """How many predictions each line stands for (1 each unless the frame is aggregated)."""
+    if COUNT in frame:
+        return frame[COUNT].to_numpy(dtype=np.int64)
+    return np.ones(len(frame), dtype=np.int64)
+
+
+def ranking_metrics(y: np.ndarray, p: np.ndarray, w: np.ndarray | None = None) -> dict[str, float]:
     """ROC-AUC and average precision (PR-AUC) as scikit-learn defines them, from one sort.
 
     Ties in ``p`` form one step of the curves (scikit-learn's convention); both classes must occur.
+    ``w`` counts how many predictions each entry stands for (aggregated frames).
     """
+    w = np.ones(len(y), dtype=np.int64) if w is None else w
     order = np.argsort(-p, kind="mergesort")
-    y_sorted, p_sorted = y[order], p[order]
+    y_sorted, p_sorted, w_sorted = y[order], p[order], w[order]
     last = np.r_[np.flatnonzero(np.diff(p_sorted)), len(p_sorted) - 1]  # end of each tie group
-    tp = np.cumsum(y_sorted)[last].astype(float)
-    fp = (last + 1) - tp
+    tp = np.cumsum(y_sorted * w_sorted)[last].astype(float)
+    fp = np.cumsum(w_sorted)[last] - tp
     tpr, fpr = np.r_[0.0, tp / tp[-1]], np.r_[0.0, fp / fp[-1]]
     precision = tp / (tp + fp)
     return {"roc_auc": float(np.trapezoid(tpr, fpr)),
@@ -54,25 +70,27 @@ def classification_metrics(frame: pd.DataFrame) -> dict[str, float]:
     y = rows[LABEL.name].astype(bool).to_numpy()
     p = rows["probability"].to_numpy(dtype=float)
     decided = rows["prediction"].astype(bool).to_numpy()
+    w = weights(rows)
+    n = int(w.sum())
     both = bool(y.any() and not y.all())
     # Counts by hand: scikit-learn's per-call input checks cost more than the metrics on 300k rows.
-    tp = int(np.sum(y & decided))
-    fp = int(np.sum(~y & decided))
-    fn = int(np.sum(y & ~decided))
-    tn = len(y) - tp - fp - fn
+    tp = int(w[y & decided].sum())
+    fp = int(w[~y & decided].sum())
+    fn = int(w[y & ~decided].sum())
+    tn = n - tp - fp - fn
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     return {
-        "rows": len(rows),
-        **(ranking_metrics(y, p) if both else {"roc_auc": math.nan, "pr_auc": math.nan}),
+        "rows": n,
+        **(ranking_metrics(y, p, w) if both else {"roc_auc": math.nan, "pr_auc": math.nan}),
         "precision": precision,
         "recall": recall,
         "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
-        "accuracy": (tp + tn) / len(y),
-        "brier": float(np.mean((p - y) ** 2)),
-        "positive_rate": float(y.mean()),
-        "predicted_positive_rate": float(decided.mean()),
-        "mean_probability": float(p.mean()),
+        "accuracy": (tp + tn) / n,
+        "brier": float(np.sum(w * (p - y) ** 2) / n),
+        "positive_rate": float(w[y].sum() / n),
+        "predicted_positive_rate": float(w[decided].sum() / n),
+        "mean_probability": float(np.sum(w * p) / n),
         "tp": tp, "fp": fp, "tn": tn, "fn": fn,
     }
 
@@ -82,8 +100,9 @@ def confusion(frame: pd.DataFrame) -> np.ndarray:
     rows = labelled(frame)
     y = rows[LABEL.name].astype(bool).to_numpy()
     decided = rows["prediction"].astype(bool).to_numpy()
-    return np.array([[np.sum(~y & ~decided), np.sum(~y & decided)],
-                     [np.sum(y & ~decided), np.sum(y & decided)]], dtype=int)
+    w = weights(rows)
+    return np.array([[w[~y & ~decided].sum(), w[~y & decided].sum()],
+                     [w[y & ~decided].sum(), w[y & decided].sum()]], dtype=int)
 
 
 def day_of(times: pd.Series) -> pd.Series:
@@ -106,12 +125,14 @@ def daily_performance(predictions: pd.DataFrame) -> pd.DataFrame:
     out = []
     for (day, version), group in frame.groupby(["day", "model_version"], sort=True):
         metrics = classification_metrics(group)
-        row = {"day": day, "model_version": version, "rows": len(group),
-               "labelled": int(group[LABEL.name].notna().sum()),
+        w = weights(group)
+        row = {"day": day, "model_version": version, "rows": int(w.sum()),
+               "labelled": int(w[group[LABEL.name].notna().to_numpy()].sum()),
                "positive_rate": metrics.get("positive_rate", math.nan),
-               "mean_probability": float(group["probability"].mean()),
+               "mean_probability": float(np.sum(w * group["probability"].to_numpy(dtype=float)) / w.sum()),
                **{k: metrics.get(k, math.nan) for k in ("roc_auc", "precision", "recall", "f1")}}
-        row.update({f"rows_{s}": int(n) for s, n in group["source"].value_counts().items()})
+        by_source = pd.Series(w, index=group["source"].to_numpy()).groupby(level=0).sum()
+        row.update({f"rows_{s}": int(n) for s, n in by_source.items() if n})
         out.append(row)
     table = pd.DataFrame(out)
     sources = sorted(c for c in table.columns if c.startswith("rows_"))

@@ -32,10 +32,12 @@ from heartrisk.features import BY_NAME, FEATURE_NAMES, LABEL
 from heartrisk.monitoring.check_history import load_history
 from heartrisk.monitoring.drift import PROBABILITY, DriftReport, DriftSettings, psi_level
 from heartrisk.monitoring.metrics import (
+    COUNT,
     classification_metrics,
     confusion,
     daily_performance,
     recent_predictions,
+    weights,
 )
 from heartrisk.monitoring.reads import (
     Known,
@@ -223,41 +225,58 @@ def build_snapshot(settings: Settings, config: ReportSettings, now: datetime | N
             snap.notes.append(str(exc))
             return finished(snap, started)
     snap.model = model_card(model)
-    every = read_predictions(settings)
-    mine = every[every["model_version"] == str(model.version)]
     start = pd.Timestamp(now) - pd.Timedelta(hours=config.hours)
-    window = mine[mine["event_time"] >= start]
+    # room for the recent rows hidden as copies of real rows (issue 14)
+    seen = predictions_seen(settings, str(model.version), start, 2 * config.recent_rows + 20)
+    add_performance(snap, seen, model)
+    mine = seen.mine
+    known = Known(rows=rows, rows_from=None if rows is None else start.to_pydatetime(),
+                  predictions=None if COUNT in mine else mine)  # aggregated: the drift window reads its own
+    snap.drift, current = current_drift(settings, model, now + timedelta(microseconds=1), config.hours,
+                                        config.drift, known=known)
+    snap.probability_reference = reference_sample(settings, model)[PROBABILITY].to_numpy(dtype=float)
+    snap.probability_window = current[PROBABILITY].dropna().to_numpy(dtype=float)
+    copies = copies_of_real(settings, pd.concat([seen.recent["record_id"], current["record_id"]]))
+    snap.recent = seen.recent[~seen.recent["record_id"].isin(copies)].head(config.recent_rows)
+    snap.recent = snap.recent.reset_index(drop=True)
+    snap.shap = shap_sample(model, current[~current["record_id"].isin(copies)], config.shap_rows)
+    add_subgroups(snap, settings, mine)
+    add_served(snap, settings, model, now, config)
+    return finished(snap, started)
+
+
+def add_performance(snap: Snapshot, seen: Seen, model: Any) -> None:
+    """Prediction counts, metrics, confusion matrices and daily performance of the champion."""
+    every, mine, window = seen.every, seen.mine, seen.window
     snap.predictions = {
-        "rows": len(every), "champion_rows": len(mine), "window_rows": len(window),
-        "by_source": {str(k): int(v) for k, v in mine["source"].value_counts().items()},
-        "by_model_version": {str(k): int(v) for k, v in every["model_version"].value_counts().items()},
-        "last_predicted_at": None if mine.empty else mine["predicted_at"].max().isoformat(),
+        "rows": int(weights(every).sum()), "champion_rows": int(weights(mine).sum()),
+        "window_rows": len(window),
+        "by_source": counts_by(mine, "source"),
+        "by_model_version": counts_by(every, "model_version"),
+        "last_predicted_at": None if seen.last_predicted_at is None else seen.last_predicted_at.isoformat(),
     }
     if mine.empty:
         snap.notes.append(f"champion v{model.version} has made no predictions yet: run `heartrisk infer`")
     snap.metrics_all, snap.metrics_window = classification_metrics(mine), classification_metrics(window)
     snap.confusion_all, snap.confusion_window = confusion(mine).tolist(), confusion(window).tolist()
     snap.daily = daily_performance(every)
-    candidates = recent_predictions(mine, 2 * config.recent_rows + 20)  # room for hidden copies
-    known = Known(rows=rows, rows_from=None if rows is None else start.to_pydatetime(), predictions=mine)
-    snap.drift, current = current_drift(settings, model, now + timedelta(microseconds=1), config.hours,
-                                        config.drift, known=known)
-    snap.probability_reference = reference_sample(settings, model)[PROBABILITY].to_numpy(dtype=float)
-    snap.probability_window = current[PROBABILITY].dropna().to_numpy(dtype=float)
-    copies = copies_of_real(settings, pd.concat([candidates["record_id"], current["record_id"]]))
-    snap.recent = candidates[~candidates["record_id"].isin(copies)].head(config.recent_rows)
-    snap.recent = snap.recent.reset_index(drop=True)
-    snap.shap = shap_sample(model, current[~current["record_id"].isin(copies)], config.shap_rows)
 
+
+def add_subgroups(snap: Snapshot, settings: Settings, mine: pd.DataFrame) -> None:
+    """Subgroup metrics, calibration per day and the reliability curve of the labelled predictions.
+
+    They need each prediction's record (its sex, age and race): with the daft engine the predictions
+    arrive aggregated, so the report says they were not computed rather than read the whole table."""
+    if COUNT in mine:
+        snap.notes.append("subgroups and calibration over time need per-record predictions: not "
+                          "computed with the daft engine")
+        return
     labelled = with_answers(settings, mine)
     snap.subgroups, snap.subgroups_daily = subgroup_table(labelled), subgroups_by_day(labelled)
     snap.calibration_daily = calibration_by_day(labelled)
     scored = labelled[labelled[LABEL.name].notna()]
     snap.reliability = reliability_curve(scored[LABEL.name].to_numpy(dtype=float),
                                          scored["probability"].to_numpy(dtype=float))
-    add_served(snap, settings, model, now, config)
-    return finished(snap, started)
-
 
 def guarded(read: Any, settings: Settings) -> dict[str, Any]:
     """A part of the report that cannot be read reports why instead of hiding the rest."""
@@ -286,6 +305,44 @@ def add_served(snap: Snapshot, settings: Settings, model: Any, now: datetime,
     if not mine.empty:
         snap.served_drift = served_drift(reference_sample(settings, model), mine, today_end(now),
                                          config.served_drift)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What the report reads of ``heart_predictions``: every prediction and the champion's (as rows,
+    or aggregated with a ``count`` column by the daft engine), the champion's recent window and latest
+    rows, and when it last predicted."""
+
+    every: pd.DataFrame
+    mine: pd.DataFrame
+    window: pd.DataFrame
+    recent: pd.DataFrame
+    last_predicted_at: pd.Timestamp | None
+
+
+def predictions_seen(settings: Settings, version: str, start: pd.Timestamp, recent_rows: int) -> Seen:
+    """``heart_predictions`` as the report needs it, read by the batch engine of the settings: the
+    local one reads the table into this process, the daft one aggregates it where it is."""
+    if settings.batch_engine == "daft":
+        from heartrisk.engine.runner import require_daft
+
+        require_daft()
+        from heartrisk.engine.aggregates import prediction_aggregates
+
+        agg = prediction_aggregates(settings, version, start.to_pydatetime(), recent_rows)
+        mine = agg.ties[agg.ties["model_version"] == version]
+        return Seen(agg.ties, mine, agg.window, recent_predictions(agg.recent, recent_rows),
+                    agg.last_predicted_at)
+    every = read_predictions(settings)
+    mine = every[every["model_version"] == version]
+    return Seen(every, mine, mine[mine["event_time"] >= start], recent_predictions(mine, recent_rows),
+                None if mine.empty else mine["predicted_at"].max())
+
+
+def counts_by(frame: pd.DataFrame, column: str) -> dict[str, int]:
+    """Predictions per value of ``column`` (weighted when the frame is aggregated), largest first."""
+    counts = pd.Series(weights(frame), index=frame[column].astype(str).to_numpy()).groupby(level=0).sum()
+    return {str(k): int(v) for k, v in counts.sort_values(ascending=False, kind="stable").items()}
 
 
 def finished(snap: Snapshot, started: float) -> Snapshot:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from heartrisk.features import FEATURE_NAMES, LABEL
 from heartrisk.store.groups import REAL_SOURCES
@@ -50,14 +51,30 @@ class FeatureView:
     label: str = LABEL.name
     sources: tuple[str, ...] | None = None
     extra_columns: tuple[str, ...] = field(default=("record_id", "event_time", "source"))
+    #: Read a seeded sample of about this many rows when the table holds more (None: every row).
+    max_rows: int | None = None
 
     def read(self, version: int | None = None) -> tuple[pd.DataFrame, int]:
-        """The view's rows and the table version they came from (pinned, so both agree)."""
+        """The view's rows and the table version they came from (pinned, so both agree).
+
+        With ``max_rows`` and a larger table, a seeded sample of about ``max_rows`` rows, chosen by a
+        hash of the record id (the same record is in or out on every read) and read a record batch at a
+        time, so the process holds the sample, never the table. The sample's coin is not the test
+        split's (another key), so both sides are sampled alike."""
         if version is None:
             version = self.group.version()
         columns = [*self.extra_columns, *self.features, self.label]
-        frame = self.group.read(version=version, sources=self.sources, columns=columns)
-        return frame, version
+        total = self.group.count(version=version, sources=self.sources) if self.max_rows else 0
+        if not self.max_rows or total <= self.max_rows:
+            return self.group.read(version=version, sources=self.sources, columns=columns), version
+        share = self.max_rows / total
+        kept = []
+        for batch in self.group.read_batches(version=version, sources=self.sources, columns=columns):
+            ids = batch.column("record_id").to_pandas()
+            kept.append(batch.filter(pa.array(hash_fraction(ids, SAMPLE_SEED) < share)))
+        schema = pa.schema([self.group.spec.schema.field(c) for c in columns])
+        table = pa.Table.from_batches(kept, schema=schema)
+        return table.to_pandas(), version
 
     def train_test_split(self, test_size: float = 0.2, seed: int = 42,
                          include_synthetic: bool = True, version: int | None = None) -> Split:
@@ -78,6 +95,10 @@ class FeatureView:
             group=self.group.spec.table_name,
             table_version=version,
         )
+
+
+#: Seed of the sampling coin (:attr:`FeatureView.max_rows`): not a split seed, so the two are unrelated.
+SAMPLE_SEED = 9_000_001
 
 
 def hash_fraction(ids: pd.Series, seed: int) -> np.ndarray:

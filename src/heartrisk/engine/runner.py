@@ -1,0 +1,43 @@
+"""Daft's runner, taken from the settings: its native runner in this process, or a Ray cluster."""
+
+from __future__ import annotations
+
+from heartrisk.config import ConfigError, Settings
+
+
+def use_runner(settings: Settings) -> str:
+    """Point Daft at the Ray cluster of ``settings.ray_address``, or its native runner; returns which.
+
+    Daft keeps one runner per process: asking for another one later is refused with a clear error.
+    """
+    import daft
+
+    wanted = "ray" if settings.ray_address else "native"
+    current = _current_runner()
+    if current is None:
+        if wanted == "ray":
+            daft.set_runner_ray(address=settings.ray_address, noop_if_initialized=True)
+        else:
+            daft.set_runner_native()
+        return wanted
+    if current != wanted:
+        raise ConfigError(f"HEARTRISK_RAY_ADDRESS: this process already runs Daft on its {current} runner; "
+                          f"start a new process to use the {wanted} one")
+    return current
+
+
+def _current_runner() -> str | None:
+    """The runner Daft has set up in this process (None before the first query)."""
+    from daft.runners import _get_runner
+
+    runner = _get_runner()
+    return None if runner is None else str(runner.name)
+
+
+def require_daft() -> None:
+    """A clear message when the daft engine is asked for and Daft is not installed."""
+    try:
+        import daft  # noqa: F401
+    except ImportError:
+        raise ConfigError("HEARTRISK_ENGINE=daft (or a Ray address) needs Daft: "
+                          "pip install 'heartrisk[engine]'") from None
