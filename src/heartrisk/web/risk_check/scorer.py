@@ -8,14 +8,16 @@ encoder is compiled once per model version by *probing the real pipeline* with e
 then checked against the pipeline on random rows; if anything differs (a future encoder that mixes
 questions, say), the scorer falls back to the pipeline, slower but never wrong.
 
-The classifier, the Platt calibration and the SHAP explainer are the model's own
+The classifier, the calibration and the SHAP explainer are the model's own
 (:func:`heartrisk.model.estimator.classifier_margin`, :func:`heartrisk.model.explain.raw_contributions`),
 so risks and contributions equal ``LoadedModel.predict_proba`` and ``LoadedModel.explain`` (a test
 holds them to it).
-Two shortcuts, checked the same way at load: a LightGBM model is asked through its booster on one
-thread, and a logistic regression (with its scaler) is computed with numpy. The scikit-learn wrappers
-re-validate their input (about 1 ms a call), and OpenMP teams started by several request threads at
-once on 2 cores only get in each other's way.
+Two shortcuts, checked the same way at load against the family's reference
+(:func:`heartrisk.model.explain.reference_contributions`): a LightGBM model is scored and explained by
+its compiled trees (:mod:`heartrisk.model.tree_shap`; LightGBM's booster on one thread if they cannot
+be compiled), and a logistic regression (with its scaler) is computed with numpy. The scikit-learn
+wrappers re-validate their input (about 1 ms a call), and OpenMP teams started by several request
+threads at once on 2 cores only get in each other's way.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from sklearn.preprocessing import StandardScaler
 
 from heartrisk.features import FEATURE_NAMES, FEATURES, Feature
 from heartrisk.model.estimator import RiskModel, classifier_margin, model_input, sigmoid, transform
-from heartrisk.model.explain import raw_contributions
+from heartrisk.model.explain import calibrated, compiled_trees, question_columns, reference_contributions
 from heartrisk.model.registry import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -128,6 +130,22 @@ class LinearPath:
         return self.coef * (Xt - self.background), self.intercept + float(self.coef @ self.background)
 
 
+class TreePath:
+    """A LightGBM model's margin and TreeSHAP from its compiled trees (numba, no GIL held)."""
+
+    def __init__(self, model: RiskModel) -> None:
+        trees = compiled_trees(model)
+        if trees is None:
+            raise ValueError("the booster could not be compiled")
+        self.trees = trees
+
+    def margin(self, Xt: np.ndarray) -> np.ndarray:
+        return self.trees.margin(Xt)
+
+    def contributions(self, Xt: np.ndarray) -> tuple[np.ndarray, float]:
+        return self.trees.contributions(Xt)
+
+
 class BoosterPath:
     """A LightGBM model asked through its booster, on the calling thread only."""
 
@@ -153,7 +171,7 @@ class ModelPath:
         return classifier_margin(self.classifier, Xt)
 
     def contributions(self, Xt: np.ndarray) -> tuple[np.ndarray, float]:
-        return raw_contributions(self.model, Xt)
+        return reference_contributions(self.model, Xt)
 
 
 def _same(a: np.ndarray | float, b: np.ndarray | float) -> bool:
@@ -167,8 +185,7 @@ class Scorer:
         self.loaded = loaded
         self.model = loaded.model
         self._scale_step = self.model.pipeline.named_steps["scale"]
-        self._owners = np.array(self.model.encoded_features())
-        self._groups = [np.flatnonzero(self._owners == name) for name in FEATURE_NAMES]
+        self._groups = question_columns(self.model)
         self.imputation = loaded.imputation()
         self.encoder = self._checked_encoder()
         self.path = self._checked_path()
@@ -209,14 +226,21 @@ class Scorer:
                           self.loaded.version)
         return None
 
-    def _checked_path(self) -> LinearPath | BoosterPath | ModelPath:
+    def _checked_path(self) -> LinearPath | TreePath | BoosterPath | ModelPath:
         """The fastest way to the margin and SHAP values that agrees with the model's own."""
         reference = ModelPath(self.model)
         classifier = reference.classifier
-        fast = (BoosterPath if isinstance(classifier, LGBMClassifier)
-                else LinearPath if isinstance(classifier, LogisticRegression) else None)
-        if fast is None:
-            return reference
+        candidates: tuple[type, ...] = (
+            (TreePath, BoosterPath) if isinstance(classifier, LGBMClassifier)
+            else (LinearPath,) if isinstance(classifier, LogisticRegression) else ())
+        for fast in candidates:
+            path = self._agreeing(fast, reference)
+            if path is not None:
+                return path
+        return reference
+
+    def _agreeing(self, fast: type, reference: ModelPath) -> Any:
+        """``fast(model)`` if its margins and contributions equal the reference's on random rows."""
         try:
             candidate = fast(self.model)
             Xt = self.encoded(random_rows(CHECK_ROWS, seed=1))
@@ -225,11 +249,11 @@ class Scorer:
             if (_same(candidate.margin(Xt), reference.margin(Xt)) and _same(values, expected_values)
                     and _same(base, expected_base)):
                 return candidate
-            log.warning("model %s: %s differs from the model; using the model", self.loaded.version,
+            log.warning("model %s: %s differs from the model; not used", self.loaded.version,
                         fast.__name__)
         except Exception:
-            log.exception("model %s: %s failed; using the model", self.loaded.version, fast.__name__)
-        return reference
+            log.exception("model %s: %s failed; not used", self.loaded.version, fast.__name__)
+        return None
 
     def _scaled(self, Xt: np.ndarray) -> np.ndarray:
         scale = self._scale_step
@@ -250,14 +274,12 @@ class Scorer:
     def score(self, rows: list[dict[str, Any]], with_explanations: bool = True) -> Scored:
         """Calibrated risks and, if asked, per-question contributions for rows of answers."""
         Xt = self.encoded(rows)
-        calibration = self.model.calibration
-        probabilities = sigmoid(calibration(self.path.margin(Xt)))
+        probabilities = sigmoid(self.model.calibration(self.path.margin(Xt)))
         if not with_explanations:
             return Scored(probabilities)
         values, base = self.path.contributions(Xt)
-        grouped = np.column_stack([values[:, columns].sum(axis=1) for columns in self._groups])
-        return Scored(probabilities, grouped * calibration.slope,
-                      float(calibration(np.array([base]))[0]))
+        grouped, calibrated_base = calibrated(self.model, values, base, self._groups)
+        return Scored(probabilities, grouped, calibrated_base)
 
 
 def _median_ms(call: Any, repeats: int = 15) -> float:
