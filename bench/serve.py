@@ -175,7 +175,7 @@ def get_json(port: int, path: str) -> dict[str, Any]:
     return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=30).json()
 
 
-def wait_for_version(port: int, version: str, process: subprocess.Popen, timeout: float = 180) -> None:
+def wait_for_version(port: int, version: str, process: subprocess.Popen, timeout: float = 600) -> None:
     import httpx
 
     deadline = time.monotonic() + timeout

@@ -7,7 +7,8 @@ The interface, for every consumer (the web scorer, batch jobs, the training repo
 - :func:`raw_contributions` ``(model, Xt)``: the same before grouping and calibration, for rows already
   encoded (the scorer encodes rows itself); :func:`reference_contributions` is the family's reference
   implementation the fast paths are checked against;
-- :func:`calibrated` turns raw per-column contributions into per-question calibrated ones.
+- :func:`calibrated` ``(model, values, base)`` turns raw per-column contributions into per-question
+  calibrated ones.
 
 Units: **log-odds of the calibrated probability**. For every row
 ``base_value + contributions.sum() == logit(probability)`` (up to float error), so a person's risk is
@@ -121,23 +122,26 @@ def explain(model: RiskModel, X: pd.DataFrame, validate: bool = True) -> tuple[p
     """
     Xt = transform(model.pipeline, model_input(X, validate))
     values, base = raw_contributions(model, Xt)
-    grouped, calibrated_base = calibrated(model, values, base, question_columns(model))
+    grouped, calibrated_base = calibrated(model, values, base)
     return pd.DataFrame(grouped, columns=list(FEATURE_NAMES), index=X.index), calibrated_base
 
 
-def question_columns(model: RiskModel) -> list[np.ndarray]:
-    """For each question, in :data:`~heartrisk.features.FEATURE_NAMES` order, its encoded columns."""
-    owners = np.array(model.encoded_features())
-    return [np.flatnonzero(owners == name) for name in FEATURE_NAMES]
+def question_columns(model: RiskModel) -> np.ndarray:
+    """Encoded column x question (FEATURE_NAMES order): 1 where the column encodes the question.
+    Grouping is then one matrix product (a column belongs to one question; adding zeros is exact)."""
+    if "_question_columns" not in model.__dict__:
+        owners = np.array(model.encoded_features())
+        model.__dict__["_question_columns"] = np.column_stack(
+            [(owners == name).astype(float) for name in FEATURE_NAMES])
+    return model.__dict__["_question_columns"]
 
 
-def calibrated(model: RiskModel, values: np.ndarray, base: float, questions: list[np.ndarray]
-               ) -> tuple[np.ndarray, float]:
+def calibrated(model: RiskModel, values: np.ndarray, base: float) -> tuple[np.ndarray, float]:
     """Raw per-column contributions -> per-question contributions in calibrated log-odds, and the
     calibrated base value. The raw ones add up to the raw margin, so each row's factor
     (:meth:`~heartrisk.model.calibration.Platt.scale`) makes them add up to the calibrated one."""
     calibration = model.calibration
-    grouped = np.column_stack([values[:, columns].sum(axis=1) for columns in questions])
+    grouped = values @ question_columns(model)
     factor = calibration.scale(base + values.sum(axis=1), base)
     return grouped * factor[:, None], float(calibration(np.array([base]))[0])
 

@@ -313,11 +313,15 @@ def _linear(X, out, roots, rules, feature, threshold, default_left, missing,
                         z_old, o_old = z[i], o[i]
                         z_new = z_old * count[n] / count[parent]
                         o_new = o_old if hot else 0.0
+                        first = z_old == 1.0 and o_old > 0  # the feature's first split on this path
                         for q in range(rule):
                             t = nodes_t[rule, q]
-                            f_old = z_old + t * (1.0 - z_old) if o_old > 0 else (1.0 - t) * z_old
                             f_new = z_new + t * (1.0 - z_new) if o_new > 0 else (1.0 - t) * z_new
-                            P[d, q] = P[d - 1, q] / f_old * f_new
+                            if first:
+                                P[d, q] = P[d - 1, q] * f_new
+                            else:
+                                f_old = z_old + t * (1.0 - z_old) if o_old > 0 else (1.0 - t) * z_old
+                                P[d, q] = P[d - 1, q] * (f_new / f_old)
                             E[d, q] = f_new
                             saved[d, q] = R[i, q]
                             R[i, q] = 0.0
