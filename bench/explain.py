@@ -19,15 +19,16 @@ for other processes; they still move it (shared caches), so the load average is 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test/bench helpers
+from support.bench import save_results
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,13 +118,8 @@ def main() -> int:
     load_after = os.getloadavg()
     print(f"load average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after, "
           f"{os.cpu_count()} cores")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "benchmark": "explain", "command": "python bench/explain.py " + " ".join(sys.argv[1:]),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
-        "load_average_before_after": [load_before[0], load_after[0]], "rows": args.rows,
-        "repeats": args.repeats, "cells": cells}, indent=2) + "\n")
+    save_results(RESULTS, "explain", load_before, load_after, rows=args.rows, repeats=args.repeats,
+                 cells=cells)
     print(f"saved {RESULTS.relative_to(ROOT)}")
     return 0
 
