@@ -13,10 +13,10 @@ computed in O(nodes·D/2) per tree by Linear TreeSHAP (Yu et al., NeurIPS 2022):
   of ceil(m/2) nodes integrates it exactly, and the sums over leaves are shared along the tree in one
   pass down and up (see :func:`_linear`).
 
-Measured (bench/explain.py, CPU time per one-row call, load average 24 on 2 cores, so to re-measure on an
-idle machine): 499 trees x 47 leaves, LightGBM 8.4-9.7 ms, this 3.9 ms; per-leaf integration with
-precomputed tables for short paths (Fast TreeSHAP v2's idea) was 4.5 ms: the tables (up to 64 MB) missed
-the cache.
+Measured (median CPU time of one-row calls as bench/explain.py times them, 499 trees x 47 leaves, 22
+deep, load average 22-26 on 2 cores, so to re-measure on an idle machine): LightGBM 8.4-9.7 ms, this
+2.7-4.0 ms. Integrating each leaf on its own, with precomputed tables for short paths (Fast TreeSHAP
+v2's idea), took 4.5 ms: the tables (up to 64 MB) missed the cache.
 
 :func:`compile_lightgbm` checks margins and contributions against the booster's own ``predict`` and
 ``pred_contrib`` on rows that hit every threshold of every tree, and refuses a booster it does not
