@@ -41,7 +41,7 @@ from sklearn.linear_model import LogisticRegression
 
 from heartrisk.features import FEATURE_NAMES
 from heartrisk.model.estimator import RiskModel, classifier_margin, logit, model_input, transform
-from heartrisk.model.tree_shap import CompiledTrees, UnsupportedBoosterError, compile_lightgbm
+from heartrisk.model.tree_shap import CompiledTrees, compile_lightgbm
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def compiled_trees(model: RiskModel) -> CompiledTrees | None:
         if isinstance(clf, LGBMClassifier):
             try:
                 trees = compile_lightgbm(clf.booster_)
-            except UnsupportedBoosterError as exc:
+            except ValueError as exc:  # not covered, or not equal to LightGBM: use LightGBM's own
                 log.warning("explaining with LightGBM's own pred_contrib: %s", exc)
         model.__dict__["_compiled_trees"] = trees
     return model.__dict__["_compiled_trees"]

@@ -38,10 +38,6 @@ _MISSING = {"None": 0, "Zero": 1, "NaN": 2}
 _ZERO = 1e-35  # LightGBM's kZeroThreshold
 
 
-class UnsupportedBoosterError(ValueError):
-    """The booster uses something this module does not compute; use LightGBM's ``pred_contrib``."""
-
-
 @dataclass(frozen=True)
 class CompiledTrees:
     """A LightGBM binary booster as flat node arrays (one index space for all trees).
@@ -90,14 +86,15 @@ def _rows(X: np.ndarray) -> np.ndarray:
 def compile_lightgbm(booster: Any, check: bool = True) -> CompiledTrees:
     """Flatten a fitted binary LightGBM booster; with ``check``, prove it equals the booster.
 
-    Raises :class:`UnsupportedBoosterError` for what is not covered, or when the check finds any
-    difference above 1e-9 (then nothing is returned and the caller uses LightGBM itself).
+    Raises ``ValueError`` for what is not covered, or when the check finds any difference above 1e-9;
+    never shown to a person: the caller (:func:`heartrisk.model.explain.compiled_trees`) then uses
+    LightGBM's own ``pred_contrib``.
     """
     dump = booster.dump_model()
     if dump.get("num_tree_per_iteration", 1) != 1 or dump.get("num_class", 1) != 1:
-        raise UnsupportedBoosterError("only binary (one tree per iteration) boosters are compiled")
+        raise ValueError("only binary (one tree per iteration) boosters are compiled")
     if booster.params.get("boosting") == "rf" or dump.get("average_output"):
-        raise UnsupportedBoosterError("random-forest mode averages its trees; not compiled")
+        raise ValueError("random-forest mode averages its trees; not compiled")
     nodes = _Flattener(int(dump["max_feature_idx"]) + 1)
     for tree in dump["tree_info"]:
         nodes.add_tree(tree["tree_structure"])
@@ -141,7 +138,7 @@ class _Flattener:
             leaves.append((float(node["leaf_value"]), float(node["leaf_count"])))
             return self._node(-1, 0.0, 0, 0, -1, -1, float(node["leaf_count"]), float(node["leaf_value"]))
         if node.get("decision_type", "<=") != "<=":
-            raise UnsupportedBoosterError("categorical splits are not compiled")
+            raise ValueError("categorical splits are not compiled")
         index = self._node(int(node["split_feature"]), _threshold(node["threshold"]),
                            int(bool(node["default_left"])), _MISSING[str(node["missing_type"])],
                            -1, -1, float(node["internal_count"]), 0.0)
@@ -198,7 +195,7 @@ def _check(compiled: CompiledTrees, booster: Any) -> None:
     value_gap = np.max(np.abs(values - expected[:, :-1]))
     base_gap = np.max(np.abs(base - expected[:, -1]))
     if max(margin_gap, value_gap, base_gap) > _TOLERANCE:
-        raise UnsupportedBoosterError(
+        raise ValueError(
             f"compiled trees differ from LightGBM (margin {margin_gap:.2e}, contributions "
             f"{value_gap:.2e}, base {base_gap:.2e})")
 
