@@ -15,7 +15,7 @@ endif
 # slow each other tenfold (DESIGN.md, pitfalls).
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install run test test-reliability docs-images lint bench clean
+.PHONY: install run test test-reliability test-scaleout docs-images lint bench clean
 
 install: $(STAMP)
 
@@ -35,7 +35,7 @@ run: install
 FIND_BROWSER = browser="$$(PY=$(PY) scripts/find-browser)" || exit 1; export HEARTRISK_BROWSER="$$browser";
 
 test: install
-	@$(FIND_BROWSER) $(VENV)/bin/pytest -m "not reliability"
+	@$(FIND_BROWSER) $(VENV)/bin/pytest -m "not reliability and not scaleout"
 
 test-reliability: install
 	@$(FIND_BROWSER) $(VENV)/bin/pytest -m reliability
@@ -45,6 +45,11 @@ test-reliability: install
 docs-images: install
 	@$(FIND_BROWSER) HEARTRISK_DOCS_IMAGES=$(CURDIR)/docs/img $(VENV)/bin/pytest -m browser \
 		tests/web/test_form_browser.py tests/web/test_dashboard.py
+
+# Several machines on a real local S3 (moto), an mlflow server and redis-server (apt-get install
+# redis-server): docs/running.md.
+test-scaleout: install
+	$(VENV)/bin/pytest -m scaleout
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench

@@ -9,9 +9,13 @@ Set-up (not timed): a temporary home with the dev file ingested. Then:
 3. the default ``SynthSettings`` fit through the real pipeline (``train_synthesizer``: snapshot choice,
    quality on held-out real rows, registration), with its figures beside two baselines measured in
    the same run: TRTR (the same classifier trained on the real fit rows) for TSTR, and the raw CTGAN
-   output (no repair, no rate matching) for the SDMetrics quality.
+   output (no repair, no rate matching) for the SDMetrics quality;
+4. the privacy report of that fit (issue 14, :mod:`heartrisk.synth.privacy`) beside its real-vs-real
+   baselines, repeated with three report seeds on the same fit (mean, min, max: the samples the
+   report draws are the noise here), and the time the report adds as a share of the fit's time.
 
-Targets (issue 4): quality >= 0.85 and TSTR ROC-AUC within 0.03 of TRTR, for the default settings.
+Targets: quality >= 0.85 and TSTR ROC-AUC within 0.03 of TRTR (issue 4); the privacy gate passed and
+the report under 10 % of the fit's time (issue 14), for the default settings.
 Saved to bench/results/synth.json. Timings are wall-clock on a shared machine: say when it was busy.
 
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python bench/synth.py [--csv PATH] [--quick] [--epochs N]
@@ -116,7 +120,37 @@ def measure_registered(settings):
     fit = {"source": f"`heartrisk synth train` in {settings.home}, version {loaded.version}",
            "wall_seconds": run.data.metrics.get("fit_seconds", float("nan")),
            "seconds_per_epoch_during_fit": run.data.metrics.get("seconds_per_epoch"), "trace": trace}
-    return fit, synth, rows.fit, rows.evaluation, m
+    return fit, synth, rows, m
+
+
+#: The privacy figures the bench prints, each beside its real-vs-real baseline.
+PRIVACY_PAIRS = (("membership attack AUC", "privacy_membership_auc", "privacy_membership_auc_real"),
+                 ("DCR overfitting protection", "privacy_dcr_overfitting_protection",
+                  "privacy_dcr_overfitting_protection_real"),
+                 ("DCR baseline protection", "privacy_dcr_baseline_protection",
+                  "privacy_dcr_baseline_protection_real"),
+                 ("exact copies of a fit row", "privacy_exact_copy_share", "privacy_exact_copy_share_real"),
+                 ("diagnosis disclosure protection (fit vs held-out rows)", "privacy_disclosure_protection",
+                  "privacy_disclosure_protection_holdout"))
+
+
+def privacy_over_seeds(synth, rows, quick: bool, seeds=(0, 1, 2)) -> dict[str, object]:
+    """The fit's privacy report with three report seeds (each draws its own synthetic and attack
+    samples): mean, min and max of every figure, and whether the gate passed each time."""
+    from heartrisk.jobs.synth_train import privacy_report
+    from heartrisk.synth.gate import privacy_verdict
+    from heartrisk.synth.privacy import PrivacySettings
+
+    reports, verdicts = [], []
+    for seed in seeds:
+        knobs = PrivacySettings.quick(seed=seed) if quick else PrivacySettings(seed=seed)
+        report = privacy_report(synth, rows, knobs, seed=seed)
+        reports.append(report.metrics)
+        verdicts.append(privacy_verdict(report.metrics, knobs.limits).passed)
+    spread = {key: {"mean": round(sum(r[key] for r in reports) / len(reports), 4),
+                    "min": round(min(r[key] for r in reports), 4),
+                    "max": round(max(r[key] for r in reports), 4)} for key in reports[0]}
+    return {"seeds": list(seeds), "figures": spread, "gate_passed": verdicts}
 
 
 def main() -> int:
@@ -161,23 +195,24 @@ def main() -> int:
                   f"{t['seconds_per_epoch']:.2f} s/epoch (data transformer {t['prepare_seconds']:.0f} s)")
 
         if args.home:
-            fit, synth, fit_rows, evaluation, m = measure_registered(settings)
+            fit, synth, rows, m = measure_registered(settings)
         else:
             knobs = SynthSettings.quick() if args.quick else SynthSettings(
                 **({"epochs": args.epochs} if args.epochs else {}))
             started = time.perf_counter()
             fitted = train_synthesizer(settings, knobs, show_progress=sys.stderr.isatty())
-            synth, fit_rows, evaluation, m = (fitted.fit.synthesizer, fitted.rows.fit,
-                                              fitted.rows.evaluation, fitted.metrics)
+            synth, rows, m = fitted.fit.synthesizer, fitted.rows, fitted.metrics
             fit = {"source": "fitted by this run", "wall_seconds": round(time.perf_counter() - started, 1),
                    "trace": [{"epoch": r.epoch, "score": r.score, "quality": r.quality, "tstr": r.tstr}
                              for r in fitted.fit.history if r.score is not None]}
         fit.update(settings=synth.info.settings, best_epoch=synth.info.best_epoch,
                    metrics={k: round(v, 4) for k, v in m.items()})
         results["default_fit"] = fit
+        fit_rows, evaluation = rows.fit, rows.evaluation
         results["raw_ctgan_quality"] = raw_quality(synth, evaluation)
         results["tstr_with_ctgan_conditioning"] = round(conditional_tstr(synth, fit_rows, evaluation), 4)
         results["sampling"] = sampling_rate(synth, 2_000 if args.quick else 20_000)
+        results["privacy"] = privacy_over_seeds(synth, rows, args.quick)
 
     base = results["raw_ctgan_quality"]
     s = results["sampling"]
@@ -198,8 +233,22 @@ def main() -> int:
           f"(out of range {m['out_of_range_share']:.1%}), rejected {m['rejected_share']:.1%}")
     print(f"sampling: {s['valid_rows_per_s']:,} valid rate-matched rows/s vs raw CTGAN "
           f"{s['raw_rows_per_s']:,} rows/s ({s['draws_per_valid_row']} draws per valid row)")
+    privacy = results["privacy"]["figures"]
+    print(f"privacy (report seeds {results['privacy']['seeds']}: mean [min, max]; real vs real beside it):")
+    for what, key, baseline in PRIVACY_PAIRS:
+        f, b = privacy[key], privacy[baseline]
+        print(f"  {what}: {f['mean']:.3f} [{f['min']:.3f}, {f['max']:.3f}] vs real "
+              f"{b['mean']:.3f} [{b['min']:.3f}, {b['max']:.3f}]")
+    report_seconds = privacy["privacy_seconds"]["mean"]
+    fit_seconds = float(m.get("fit_seconds", fit["wall_seconds"]))  # the fit alone, not the whole job
+    share = report_seconds / fit_seconds
+    results["privacy"]["share_of_fit_time"] = round(share, 4)
+    print(f"  gate passed: {results['privacy']['gate_passed']}; the report takes {report_seconds:.1f} s, "
+          f"{share:.1%} of the fit's {fit_seconds:.0f} s (target < 10 %)")
     results["load_average_at_end"] = os.getloadavg()[0]
-    results["targets_met"] = {"quality": m["quality_overall"] >= 0.85, "tstr": m["tstr_gap"] <= 0.03}
+    results["targets_met"] = {"quality": m["quality_overall"] >= 0.85, "tstr": m["tstr_gap"] <= 0.03,
+                              "privacy_gate": all(results["privacy"]["gate_passed"]),
+                              "privacy_under_10_percent": share < 0.10}
     if not args.quick:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(results, indent=2, default=float))

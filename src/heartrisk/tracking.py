@@ -29,6 +29,9 @@ BATCH = 900
 CHAMPION = "champion"
 #: The model version tag that says when and why a version became champion.
 PROMOTED_TAG = "promoted"
+#: The model version tag `heartrisk forget` sets on every version that learned from an erased row
+#: (when it was marked); such a version never becomes champion again (docs/reliability.md).
+ERASED_TAG = "learned_from_erased_rows"
 
 
 def client(settings: Settings) -> Any:
@@ -65,6 +68,13 @@ def set_champion(mlflow_client: Any, model_name: str, version: str, reason: str)
     """Point ``model_name@champion`` at ``version`` and tag the version with when and why."""
     mlflow_client.set_registered_model_alias(model_name, CHAMPION, version)
     mlflow_client.set_model_version_tag(model_name, version, PROMOTED_TAG, stamp(reason))
+
+
+def mark_erased(mlflow_client: Any, model_name: str, versions: Iterable[str]) -> None:
+    """Tag each version as having learned from an erased row (the tag says when; never which row)."""
+    for version in versions:
+        mlflow_client.set_model_version_tag(model_name, str(version), ERASED_TAG,
+                                            stamp("trained on a row that `heartrisk forget` erased"))
 
 
 def experiment_id(settings: Settings, name: str) -> str:
@@ -188,3 +198,29 @@ def run(settings: Settings, experiment: str, name: str,
 def attach(settings: Settings, run_id: str) -> TrackedRun:
     """An existing run, to finish what a killed process started in it."""
     return TrackedRun(client(settings), run_id)
+
+
+def champion_files(settings: Settings, model_name: str,
+                   alias: str = "champion") -> tuple[str, str, int] | None:
+    """``(version, location, files)`` of ``model_name@alias``: where its artifacts should be and how
+    many files are there (0: gone, e.g. a bucket emptied by hand); None when there is no such alias.
+    ``heartrisk doctor`` asks this for the classifier and the synthesizer."""
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    if not tracking_exists(settings):
+        return None
+    mlflow_client = client(settings)
+    try:
+        mv = mlflow_client.get_model_version_by_alias(model_name, alias)
+    except MlflowException:
+        return None
+    model_id = getattr(mv, "model_id", None)
+    if not model_id and str(mv.source).startswith("models:/m-"):
+        model_id = str(mv.source).removeprefix("models:/").split("/")[0]
+    location = mlflow_client.get_logged_model(model_id).artifact_location if model_id else str(mv.source)
+    try:
+        files = mlflow.artifacts.list_artifacts(artifact_uri=location, tracking_uri=settings.tracking_uri)
+    except Exception:  # an unreachable or emptied artifact store: nothing can be loaded from it
+        files = []
+    return str(mv.version), location, len(files)

@@ -28,8 +28,12 @@ app = typer.Typer(
     help="heartrisk: heart-disease risk from the 2020 CDC survey, learning every day.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
-out = Console(soft_wrap=True)
-err = Console(stderr=True)
+#: No console markup or emoji codes: messages quote file names and CSV cells, and a cell holding
+#: `[link=https://…]click[/link]` became a clickable link in an error message (issue 12). The few
+#: styled words are rich ``Text`` objects (:func:`heartrisk.cli.render.styled`).
+out = Console(soft_wrap=True, markup=False, emoji=False)
+err = Console(stderr=True, markup=False, emoji=False)
+
 
 @contextmanager
 def friendly_errors() -> Iterator[None]:
@@ -38,7 +42,7 @@ def friendly_errors() -> Iterator[None]:
     try:
         yield
     except UserError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        err.print(render.styled("error:", "bold red", str(exc)), highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -128,17 +132,17 @@ def predict_command(
     out_path: Annotated[Path, typer.Option("--out", help="Where to write the scored rows (CSV).")],
 ) -> None:
     """Score a Kaggle-format CSV with the champion; bad rows are reported by line and skipped."""
-    from heartrisk.jobs.predict import predict_csv
+    from heartrisk.jobs.predict import PredictSettings, predict_csv
     from heartrisk.sources.kaggle import FIRST_DATA_LINE
 
-    result = predict_csv(settings_from(), csv, out_path)
+    result = predict_csv(settings_from(), csv, out_path, PredictSettings.from_env())
     out.print(f"{result.path}: scored {result.scored:,} of {result.rows_in_file:,} rows with model "
               f"version {result.model_version} (threshold {result.threshold:.3f}); "
               f"{result.predicted_positive:,} predicted at risk; wrote {result.out}")
-    if result.bad_lines:
-        err.print(f"[yellow]{len(result.bad_lines)} bad row(s) skipped:[/]")
+    if result.bad_rows:
+        err.print(render.styled(f"{result.bad_rows:,} bad row(s) skipped:", "yellow"))
         for problem in result.problems[:20]:
-            err.print("  " + problem.describe(FIRST_DATA_LINE), highlight=False, markup=False)
+            err.print("  " + problem.describe(FIRST_DATA_LINE), highlight=False)
         if len(result.problems) > 20:
             err.print(f"  … and {len(result.problems) - 20} more problem(s)")
 
@@ -189,8 +193,10 @@ def serve(
     from heartrisk.web.app import WebSettings
     from heartrisk.web.server import serve as run_server
 
+    web = WebSettings(host=host, port=port)  # web settings from the environment: checked first
+    web.security.hosts_for(host)
     out.print(f"serving on http://{host}:{port} (form /, API /api/v1, docs /docs)")
-    run_server(settings_from(), WebSettings(host=host, port=port))
+    run_server(settings_from(), web)
 
 
 @app.command()
@@ -238,6 +244,9 @@ def up(
         raise ConfigError(f"--first-model {first_model!r}: use 'quick' or 'full'")
     options = UpOptions(host=host, port=port, quick=quick, synthetic=synthetic, hours=hours,
                         stop_grace_s=stop_grace, schedule=schedule, first_model=first_model)
+    from heartrisk.web.guard.security import SecuritySettings
+
+    SecuritySettings.from_env().hosts_for(host)  # a bad web setting fails now, not after training
     run_up(settings_from(csv=csv), options)
 
 
@@ -274,20 +283,50 @@ def synth_train(
     synth = SynthSettings.quick(**knobs) if quick else SynthSettings(**knobs)
     result = run_job(settings, "synth", lambda: train_synthesizer(settings, synth), on_wait=err.print)
     out.print(render.synthesizer_table(result))
+    out.print(render.privacy_table(result))
     out.print(result.decision, highlight=False)
     if not result.promoted:
-        out.print(f"to use it anyway: heartrisk synth promote {result.version}", highlight=False)
+        risk = "" if result.privacy_passed else " --accept-privacy-risk --reason '<why>'"
+        out.print(f"to use it anyway: heartrisk synth promote {result.version}{risk}", highlight=False)
 
 
 @synth_app.command("promote")
 @command
-def synth_promote(version: Annotated[str, typer.Argument(help="Version to make champion.")]) -> None:
-    """Make VERSION the champion synthesizer (no gate: the operator decides)."""
+def synth_promote(
+    version: Annotated[str, typer.Argument(help="Version to make champion.")],
+    accept_privacy_risk: Annotated[bool, typer.Option(
+        "--accept-privacy-risk", help="Promote a version that failed the privacy gate (needs --reason).")
+    ] = False,
+    reason: Annotated[str | None, typer.Option(
+        help="Why the privacy risk is accepted (recorded on the version with who accepted it).")] = None,
+) -> None:
+    """Make VERSION the champion synthesizer (no quality gate: the operator decides; a version that
+    failed the privacy gate needs --accept-privacy-risk)."""
+    import getpass
+
     _before_torch()
     from heartrisk.synth.registry import promote_synthesizer
 
-    version = promote_synthesizer(settings_from(), version)
+    accepted = None
+    if accept_privacy_risk:
+        if not reason or not reason.strip():
+            raise ConfigError("--accept-privacy-risk needs --reason '<why>' (it is recorded on the version)")
+        accepted = f"accepted by {getpass.getuser()}: {reason.strip()}"
+    version = promote_synthesizer(settings_from(), version, accept_privacy_risk=accepted)
     out.print(f"heart-synthesizer version {version} is now the champion", highlight=False)
+
+
+@synth_app.command("scrub")
+@command
+def synth_scrub() -> None:
+    """Rewrite synthesizer versions saved before training rows were stripped (samples do not change)."""
+    _before_torch()
+    from heartrisk.synth.registry import scrub_synthesizers
+
+    settings = settings_from()
+    result = run_job(settings, "synth-scrub", lambda: scrub_synthesizers(settings), on_wait=err.print)
+    out.print(f"rewrote version(s) {', '.join(result.versions)}: their files hold no training row now"
+              if result.versions else "every synthesizer version is already free of training rows")
 
 
 @app.command()
@@ -315,7 +354,8 @@ def daily(
         out.print(f"{len(result.abandoned_runs)} earlier run(s) had been killed before writing anything "
                   "and were marked FAILED")
     if "error" in result.maintenance:
-        err.print(f"[yellow]heart_user maintenance failed:[/] {result.maintenance['error']}")
+        err.print(render.styled("heart_user maintenance failed:", "yellow",
+                                str(result.maintenance["error"])))
     if result.quarantined:
         out.print(f"{result.quarantined:,} implausible submission(s) quarantined instead of merged "
                   "(heart_user_quarantine_v1; `heartrisk status` counts them by rule)")
@@ -334,7 +374,7 @@ def infer(
     result = run_job(settings, "infer", lambda: run_infer(settings, hours=hours), on_wait=err.print)
     out.print(result.summary)
     if result.drift and not result.drift["window"]["enough"]:
-        err.print(f"[yellow]drift:[/] {result.drift['window']['note']}")
+        err.print(render.styled("drift:", "yellow", str(result.drift["window"]["note"])))
     if result.artifacts:
         out.print(f"monitoring images in {result.artifacts[0].parent} (MLflow run {result.run_id})")
 
@@ -344,8 +384,12 @@ def infer(
 def forget(
     submission_id: Annotated[str, typer.Argument(
         help="The reference the person was given when they shared their outcome (a UUID).")],
+    retrain_now: Annotated[bool, typer.Option(
+        "--retrain-now", help="Replace a champion that learned from it now (else: at the next retrain).")
+    ] = False,
 ) -> None:
-    """Remove one shared submission from every table; purge their history so time travel cannot read it."""
+    """Remove one shared submission from every table and purge their history so time travel cannot read
+    it; mark every model version that learned from it."""
     from heartrisk.jobs.forget import check_submission_id
     from heartrisk.jobs.forget import forget as run_forget
 
@@ -353,6 +397,36 @@ def forget(
     settings = settings_from()
     result = run_job(settings, "forget", lambda: run_forget(settings, submission_id), on_wait=err.print)
     out.print(result.message, highlight=False)
+    if retrain_now:
+        _before_torch()
+        from heartrisk.jobs.erasure import retrain_champions
+
+        done = retrain_champions(settings, lambda name, body: run_job(settings, name, body,
+                                                                      on_wait=err.print))
+        for line in done.summaries or ["no champion learned from erased rows: nothing to retrain"]:
+            out.print(line, highlight=False)
+
+
+@app.command()
+@command
+def doctor(
+    repair: Annotated[bool, typer.Option(
+        "--repair", help="Fix what is safe to fix: duplicate keys, orphan files, expired leases.")] = False,
+) -> None:
+    """Check every table, the leases and the champions; with --repair fix what is safe (exit 1 if
+    problems are left)."""
+    from heartrisk.jobs.doctor import doctor as run_doctor
+
+    settings = settings_from()
+    result = (run_job(settings, "doctor", lambda: run_doctor(settings, repair=True), on_wait=err.print)
+              if repair else run_doctor(settings))
+    for finding in result.findings:
+        (out if finding.repaired else err).print(finding.line(), highlight=False, markup=False)
+    out.print(result.summary, highlight=False)
+    if result.unresolved:
+        if not repair:
+            out.print("run `heartrisk doctor --repair` to fix what can be fixed safely", highlight=False)
+        raise typer.Exit(1)
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m heartrisk`

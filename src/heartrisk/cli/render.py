@@ -2,6 +2,10 @@
 
 Kept apart from the commands (:mod:`heartrisk.cli.app`) so each command stays a few lines: read the
 settings, run one job, print what it returns through one of these functions.
+
+Nothing here is console markup: job summaries, errors and file names quote data (a CSV cell holding
+``[link=…]`` became a clickable link in an error message, issue 12), so styled words are rich ``Text``
+and the consoles print with ``markup=False``.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from typing import Any
 from rich.console import RenderableType
 from rich.pretty import Pretty
 from rich.table import Table
+from rich.text import Text
 
 from heartrisk.runtime.state import parse_time
 
@@ -18,15 +23,28 @@ from heartrisk.runtime.state import parse_time
 OUTCOME_COLOURS = {"ok": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}
 
 
+def styled(label: str, style: str, rest: str = "") -> Text:
+    """``label`` in ``style``, then ``rest`` as plain text (never read as markup)."""
+    return Text.assemble((label, style), (f" {rest}" if rest else ""))
+
+
 # ---------------------------------------------------------------------------------------- status
 def status_report(report: dict[str, Any]) -> list[RenderableType]:
     """`heartrisk status` for people: the home, the feature store, the jobs, then every other section."""
     report = dict(report)
-    shown: list[RenderableType] = [f"[bold]home[/] {report.pop('home')}",
+    shown: list[RenderableType] = [styled("home", "bold", str(report.pop("home"))),
                                    store_table(report.pop("feature_groups", {}))]
     if "jobs" in report.get("schedule", {}):
         shown += schedule_table(report.pop("schedule"))
-    shown += [section_table(name, section) for name, section in report.items()]
+    synthesizer = report.get("synthesizer")
+    privacy = synthesizer.get("privacy") if isinstance(synthesizer, dict) else None
+    if privacy is not None:
+        report["synthesizer"] = {k: v for k, v in synthesizer.items() if k != "privacy"}
+    for name, section in report.items():
+        shown.append(section_table(name, section))
+        if name == "synthesizer" and privacy is not None:
+            shown.append(privacy_rows_table(privacy, f"synthesizer v{synthesizer.get('version')} privacy "
+                                                     "(held-out real rows the fit never saw)"))
     return shown
 
 
@@ -45,24 +63,25 @@ def schedule_table(section: dict[str, Any]) -> list[RenderableType]:
     """The `schedule` section for people: a line about `up`, then one row per job."""
     up = section.get("up", {})
     if up.get("running"):
-        head = f"[bold]heartrisk up[/] pid {up.get('pid')}: {up.get('phase', '')}"
+        rest = f"pid {up.get('pid')}: {up.get('phase', '')}"
         if up.get("urls"):
-            head += f" · {up['urls'].get('form')}"
+            rest += f" · {up['urls'].get('form')}"
     else:
-        head = "[bold]heartrisk up[/] is not running" + (
-            f" (stopped {local_time(up['stopped_at'])})" if up.get("stopped_at") else "")
+        stopped = f" (stopped {local_time(up['stopped_at'])})" if up.get("stopped_at") else ""
+        rest = "is not running" + stopped
+    head = styled("heartrisk up", "bold", rest)  # Text: job messages are never markup
     table = Table("job", "schedule", "next run", "last run", "outcome", "took", "summary or error",
                   title="jobs")
     for name, job in section.get("jobs", {}).items():
         outcome = job.get("last_outcome", "")
-        shown = f"[{OUTCOME_COLOURS[outcome]}]{outcome}[/]" if outcome in OUTCOME_COLOURS else outcome
+        shown = Text(outcome, style=OUTCOME_COLOURS.get(outcome, ""))
         if job.get("failures_in_a_row"):
-            shown += f" ({job['failures_in_a_row']} in a row)"
+            shown.append(f" ({job['failures_in_a_row']} in a row)")
         next_run = f"retry {local_time(job['next_retry'])}" if job.get("next_retry") else local_time(
             job.get("next_run"))
         table.add_row(name, job.get("schedule", ""), next_run, local_time(job.get("last_start")), shown,
                       f"{job['duration_s']:.1f} s" if job.get("duration_s") is not None else "",
-                      job.get("last_error") or job.get("last_summary") or "")
+                      Text(job.get("last_error") or job.get("last_summary") or ""))
     return [head, table]
 
 
@@ -168,4 +187,31 @@ def synthesizer_table(result: Any) -> Table:
                   "gap <= 0.03")
     table.add_row("seconds per epoch / whole fit",
                   f"{m['seconds_per_epoch']:.2f} / {m['fit_seconds']:.0f}", "")
+    return table
+
+
+def privacy_table(result: Any) -> Table:
+    """A new synthesizer's privacy report beside the real-vs-real baselines and the gate's limits."""
+    from heartrisk.synth.privacy import privacy_rows
+
+    limits = result.limits.model_dump() if result.limits is not None else {}
+    sizes = result.privacy.sizes if result.privacy is not None else {}
+    title = (f"privacy of version {result.version}: {sizes.get('synthetic_rows', 0):,} synthetic rows; "
+             f"{sizes.get('attacked_members', 0):,} fit and {sizes.get('attacked_non_members', 0):,} "
+             "held-out rows attacked")
+    return privacy_rows_table(privacy_rows(result.metrics, limits), title)
+
+
+def privacy_rows_table(rows: dict[str, dict[str, Any]], title: str) -> Table:
+    """Privacy rows (:func:`heartrisk.synth.privacy.privacy_rows`) as a table."""
+    table = Table("measure", "synthetic", "real vs real", "gate", "", title=title)
+    for label, row in rows.items():
+        passed = row.get("passed")
+        mark = "" if passed is None else ("[green]pass[/]" if passed else "[bold red]FAIL[/]")
+        baseline = row.get("real_vs_real")
+        digits = 1 if label.startswith("seconds") else 3
+        table.add_row(label, f"{row['value']:.{digits}f}", "" if baseline is None else f"{baseline:.3f}",
+                      row.get("limit", ""), mark)
+    if not rows:
+        table.add_row("not measured (fitted before the privacy report)", "", "", "", "")
     return table

@@ -7,19 +7,29 @@ rows is not enough with Delta Lake: older table versions still point at the file
 the commit log records each file's min/max statistics and the delete's own predicate. So for each table
 this
 
-1. deletes the rows (one commit);
+1. deletes the rows (one commit, redone if a serve replica's commit won the race for the version:
+   no ``CommitFailedError`` reaches the user);
 2. purges the table's history (:meth:`~heartrisk.store.table.FeatureGroup.purge_history`): every data
    file the latest version does not use is vacuumed, and the commit log before a fresh checkpoint is
    removed, so neither the log nor an old version can be read back;
-3. rewrites the monitoring's cached reference samples without the row
-   (:func:`~heartrisk.monitoring.reads.scrub_reference_samples`).
+3. checks the latest version holds no such row (both steps under the table's maintenance lease, so a
+   compaction on another machine cannot write the row back between them);
+4. rewrites this machine's cached reference samples without the row
+   (:func:`~heartrisk.monitoring.reads.scrub_reference_samples`). Other machines' caches are keyed on
+   the time ``heart``'s history was last purged (a table property every machine reads), so they
+   rebuild theirs from the store, which no longer has the row.
+
+Before any of that it reaches the models (:func:`heartrisk.jobs.erasure.reach_models`): every
+registered classifier and synthesizer version that learned from the row is marked, and the champions
+among them are replaced (docs/reliability.md, "Erasure").
 
 Every step is safe to repeat: a forget that was killed part-way is finished by running it again (it
 purges the history even when there is no row left to delete). The id must be a UUID, the only form
 ``add_submission`` gives; checking it also keeps the SQL predicates free of injected text.
 
 The cost: the history of ``heart``, ``heart_user`` and ``heart_predictions`` before the forget can no
-longer be read (a model's lineage records the ``heart`` version it trained on; that version is gone).
+longer be read (a model's lineage records the ``heart`` version it trained on; that version is gone,
+which is why the lineage also records what the erasure rule needs without reading it back).
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from dataclasses import dataclass, field
 
 from heartrisk.config import Settings
 from heartrisk.errors import UserError
+from heartrisk.jobs.erasure import Affected, reach_models
 from heartrisk.monitoring.reads import scrub_reference_samples
 from heartrisk.store.groups import (
     HEART,
@@ -54,6 +65,8 @@ class ForgetResult:
     vacuumed_files: int
     reference_files: int
     tables: tuple[str, ...] = field(default=())
+    #: The model versions that learned from the row (marked in the registry).
+    models: Affected = field(default_factory=Affected)
 
     @property
     def total(self) -> int:
@@ -62,7 +75,8 @@ class ForgetResult:
     @property
     def summary(self) -> str:
         """For the job record: counts only, never the id (jobs.json is not a place for it)."""
-        return f"removed {self.total} row(s)"
+        marked = len(self.models.classifiers) + len(self.models.synthesizers)
+        return f"removed {self.total} row(s)" + (f", marked {marked} model version(s)" if marked else "")
 
     @property
     def message(self) -> str:
@@ -72,7 +86,8 @@ class ForgetResult:
         where = ", ".join(f"{name} {n}" for name, n in self.removed.items() if n)
         return (f"forgot submission {self.submission_id}: removed {self.total} row(s) ({where}); "
                 f"{self.vacuumed_files} old data file(s) vacuumed and the commit history purged, so no "
-                f"older table version can bring it back; {self.reference_files} cached sample(s) cleaned")
+                f"older table version can bring it back; {self.reference_files} cached sample(s) cleaned; "
+                f"models: {self.models.message}")
 
 
 def check_submission_id(value: str) -> str:
@@ -102,6 +117,7 @@ def targets(submission_id: str) -> list[tuple[GroupSpec, str]]:
 def forget(settings: Settings, submission_id: str) -> ForgetResult:
     """Remove the submission from every table and purge their history (see the module docstring)."""
     sid = check_submission_id(submission_id)
+    models = reach_models(settings, sid)  # first: the rule needs the row, and a re-run marks the same
     removed: dict[str, int] = {}
     vacuumed = 0
     purged: list[str] = []
@@ -109,9 +125,9 @@ def forget(settings: Settings, submission_id: str) -> ForgetResult:
         group = open_group(settings, spec)
         if not group.exists():
             continue
-        removed[spec.table_name] = group.delete(predicate)
-        vacuumed += group.purge_history()
+        removed[spec.table_name], files = group.forget_rows(predicate)
+        vacuumed += files
         purged.append(spec.table_name)
     references = scrub_reference_samples(settings, user_record_id(sid))
     return ForgetResult(submission_id=sid, removed=removed, vacuumed_files=vacuumed,
-                        reference_files=references, tables=tuple(purged))
+                        reference_files=references, tables=tuple(purged), models=models)

@@ -41,6 +41,7 @@ from heartrisk.model.estimator import (
     raw_margin,
     sigmoid,
     transform,
+    without_training_rows,
 )
 from heartrisk.model.evaluation import (
     MIN_POSITIVES,
@@ -281,6 +282,7 @@ def fit_candidate(candidate: Candidate, data: Prepared, ts: TrainSettings) -> Ri
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         pipeline.fit(data.X_fit, data.y_fit)
+    without_training_rows(pipeline)
     candidate.fit_seconds = time.perf_counter() - started
     margin = raw_margin(pipeline, data.X_holdout)
     chosen, candidate.calibrations = calibration.choose(margin, data.y_holdout, ts.seed, ts.calibrations)

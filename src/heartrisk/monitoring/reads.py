@@ -1,4 +1,5 @@
-"""What monitoring reads: predictions, recent rows, the champion's reference sample, the synthesizer.
+"""What monitoring reads: predictions, recent rows, the champion's reference sample, the synthesizer,
+synthetic rows that copy a real one (never listed), and the models that learned from erased rows.
 
 The one report (:mod:`heartrisk.monitoring.snapshot`) reads everything through here, so the images
 batch inference logs to MLflow and the live dashboard are drawn from the same rows. Everything is read
@@ -10,6 +11,7 @@ module is the only one that knows that layout (``heartrisk forget`` scrubs it th
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -33,7 +35,7 @@ from heartrisk.monitoring.drift import (
     pooled_window,
 )
 from heartrisk.monitoring.metrics import volume_by_day
-from heartrisk.store.groups import HEART, HEART_PREDICTIONS, open_group
+from heartrisk.store.groups import HEART, HEART_PREDICTIONS, REAL_SOURCES, open_group
 
 #: Rows of the champion's training data kept as the drift reference (cached per model version).
 REFERENCE_ROWS = 20_000
@@ -119,12 +121,19 @@ def reference_sample(settings: Settings, model: Any, rows: int = REFERENCE_ROWS)
 
     The rows are ``heart`` as of the feature group version the model records (time travel), so the
     reference does not move as new rows arrive. Cached as Parquet under the monitoring folder, one
-    file per model version: a registered version never changes, so neither does its reference.
+    file per model version and purge of ``heart``'s history: a registered version never changes, but
+    ``heartrisk forget`` (on any machine) purges the history, and every replica then sees a new purge
+    time in the shared table and rebuilds its sample without the forgotten row.
     """
-    path = reference_folder(settings) / f"model-{model.version}.parquet"
+    group = open_group(settings, HEART)
+    purged = hashlib.sha256(group.purged_at().encode()).hexdigest()[:12]
+    path = reference_folder(settings) / f"model-{model.version}-{purged}.parquet"
     if path.is_file():
         return pd.read_parquet(path)
-    group = open_group(settings, HEART)
+    folder = reference_folder(settings)
+    older = [*folder.glob(f"model-{model.version}-*.parquet"), folder / f"model-{model.version}.parquet"]
+    for stale in older:
+        stale.unlink(missing_ok=True)  # built before the last purge: may hold a forgotten row
     columns = ["record_id", "source", *FEATURE_NAMES, LABEL.name]
     version = model.feature_group_version if model.feature_group_version >= 0 else None
     try:
@@ -176,6 +185,54 @@ def current_drift(settings: Settings, model: Any, end: datetime, hours: float,
 def heart_volume(settings: Settings, start: datetime | None = None) -> pd.DataFrame:
     """Rows of ``heart`` per UTC day and source (columns event_time, source only)."""
     return volume_by_day(heart_rows(settings, start, None, columns=["event_time", "source"]))
+
+
+def copies_of_real(settings: Settings, record_ids: pd.Series) -> set[str]:
+    """Which of the synthetic ``record_ids`` are exact copies (17 answers and the diagnosis) of a real
+    row of ``heart`` (Kaggle or shared): such a row is someone's answers and is never listed.
+
+    Reads the real rows' answers (about 0.3 s for 288k rows) only when there are synthetic ids to
+    check."""
+    from heartrisk.synth.privacy import COLUMNS, comparable, row_hashes
+
+    wanted = set(record_ids[record_ids.astype(str).str.startswith("synthetic:")])
+    heart = open_group(settings, HEART)
+    if not wanted or not heart.exists():
+        return set()
+    synthetic = heart.read(sources=["synthetic"], columns=["record_id", *COLUMNS])
+    synthetic = synthetic[synthetic["record_id"].isin(wanted)].reset_index(drop=True)
+    if synthetic.empty:
+        return set()
+    real = comparable(heart.read(sources=list(REAL_SOURCES), columns=list(COLUMNS)))
+    copied = np.isin(row_hashes(comparable(synthetic)), row_hashes(real))
+    return set(synthetic.loc[copied, "record_id"])
+
+
+def erased_models(settings: Settings) -> dict[str, Any]:
+    """Registered versions that learned from rows `heartrisk forget` erased, and the champions among
+    them (`status` and the dashboard show them until none is champion)."""
+    from heartrisk.model.registry import versions
+    from heartrisk.synth.registry import champion_version, synthesizer_versions
+    from heartrisk.tracking import CHAMPION, ERASED_TAG
+
+    classifiers = [row for row in versions(settings) if ERASED_TAG in row["tags"]]
+    synthesizers = [row for row in synthesizer_versions(settings) if ERASED_TAG in row["tags"]]
+    synth_champion = champion_version(settings)
+    report: dict[str, Any] = {
+        "classifier_versions": ", ".join(sorted((r["version"] for r in classifiers), key=int)) or "none",
+        "synthesizer_versions": ", ".join(r["version"] for r in synthesizers) or "none",
+        "champion_classifier": next((r["version"] for r in classifiers if CHAMPION in r["aliases"]), None),
+        "champion_synthesizer": next((r["version"] for r in synthesizers if r["version"] == synth_champion),
+                                     None),
+    }
+    report["serving"] = bool(report["champion_classifier"] or report["champion_synthesizer"])
+    if report["champion_classifier"]:
+        report["note"] = (f"champion classifier v{report['champion_classifier']} learned from erased rows: "
+                          "it is replaced at the next scheduled retrain (or `heartrisk train` now)")
+    elif report["champion_synthesizer"]:
+        report["note"] = (f"champion synthesizer v{report['champion_synthesizer']} learned from erased rows "
+                          "and is retired: `heartrisk synth train` fits a new one")
+    return report
 
 
 def synthesizer_quality(settings: Settings) -> dict[str, Any]:
