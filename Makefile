@@ -15,7 +15,7 @@ endif
 # slow each other tenfold (DESIGN.md, pitfalls).
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install run test test-reliability test-scaleout lint bench clean
+.PHONY: install run test test-reliability test-scaleout docs-images lint bench clean
 
 install: $(STAMP)
 
@@ -32,11 +32,21 @@ $(STAMP): pyproject.toml constraints.txt tests/web/axe/package-lock.json
 run: install
 	$(VENV)/bin/heartrisk up
 
+# The browser tests drive whichever Chromium scripts/find-browser finds or installs (it says which);
+# they get its path in HEARTRISK_BROWSER.
+FIND_BROWSER = browser="$$(PY=$(PY) scripts/find-browser)" || exit 1; export HEARTRISK_BROWSER="$$browser";
+
 test: install
-	$(VENV)/bin/pytest -m "not reliability and not scaleout"
+	@$(FIND_BROWSER) $(VENV)/bin/pytest -m "not reliability and not scaleout"
 
 test-reliability: install
-	$(VENV)/bin/pytest -m reliability
+	@$(FIND_BROWSER) $(VENV)/bin/pytest -m reliability
+
+# The README's screenshots: the browser tests that take them write them to docs/img (`make test`
+# keeps its screenshots in temporary folders and never rewrites tracked files).
+docs-images: install
+	@$(FIND_BROWSER) HEARTRISK_DOCS_IMAGES=$(CURDIR)/docs/img $(VENV)/bin/pytest -m browser \
+		tests/web/test_form_browser.py tests/web/test_dashboard.py tests/web/test_result_browser.py
 
 # Several machines on a real local S3 (moto), an mlflow server and redis-server (apt-get install
 # redis-server): docs/running.md.

@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test/bench helpers
+from support.bench import save_results
 from support.process import free_port
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -178,7 +178,7 @@ def get_json(port: int, path: str) -> dict[str, Any]:
     return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=30).json()
 
 
-def wait_for_version(port: int, version: str, process: subprocess.Popen, timeout: float = 180) -> None:
+def wait_for_version(port: int, version: str, process: subprocess.Popen, timeout: float = 600) -> None:
     import httpx
 
     deadline = time.monotonic() + timeout
@@ -278,12 +278,7 @@ def main() -> int:
                         and c["clients"] == 8)
         print(f"baseline, same endpoint, {label}: p99 {baseline['p99_ms']:.1f} ms, "
               f"{baseline['throughput_rps']:.0f} req/s (ours {target['throughput_rps']:.0f} req/s)")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "benchmark": "serve", "command": "python bench/serve.py " + " ".join(sys.argv[1:]),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
-        "load_average_before_after": [load_before[0], load_after[0]],
+    save_results(RESULTS, "serve", load_before, load_after, **{
         "seconds_per_cell": args.seconds, "warmup_seconds": WARMUP_S, "setup_seconds": setup_seconds,
         "sampled_rows": None if args.home else args.rows,
         "target": {"p99_ms_at_8_clients_with_explanations": TARGET_P99_MS, "measured": target["p99_ms"],
@@ -291,7 +286,7 @@ def main() -> int:
         "target_context": {"p99_ms_at_8_clients_with_context": TARGET_P99_MS, "measured": full["p99_ms"],
                            "met": full["p99_ms"] <= TARGET_P99_MS},
         "cells": cells,
-    }, indent=2) + "\n")
+    })
     print(f"saved {RESULTS.relative_to(ROOT)}")
     if any(c["errors"] for c in cells):
         print("some requests failed:", [c["first_error"] for c in cells if c["errors"]], file=sys.stderr)

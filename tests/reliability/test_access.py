@@ -9,7 +9,7 @@ from heartrisk.config import Settings
 from heartrisk.web.guard import auth
 from heartrisk.web.server import BackgroundServer
 from support.reliability import PASSWORD
-from support.web import CHROMIUM, CHROMIUM_ARGS, copy_home
+from support.web import CHROMIUM_ARGS, chromium, copy_home
 
 pytestmark = pytest.mark.reliability
 
@@ -28,7 +28,7 @@ def test_the_policy_lets_the_form_and_dashboard_work(home: Settings, monkeypatch
     watch = ("window.__csp = []; document.addEventListener('securitypolicyviolation', "
              "e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));")
     with BackgroundServer(home) as server, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
         page = browser.new_page()
         page.add_init_script(watch)
         page.goto(server.url + "/")

@@ -113,10 +113,11 @@ def test_reading_a_missing_group_says_what_to_do(settings: Settings) -> None:
 
 
 def test_feature_view_split_is_real_only_stable_and_versioned(settings: Settings) -> None:
+    """The record-id split (every row here has the same answers, so only it can split them)."""
     group = open_group(settings, HEART)
     group.insert(rows(range(2000)))
     group.insert(rows(range(2000, 2500), source="synthetic"))
-    split = FeatureView(group).train_test_split(seed=3)
+    split = FeatureView(group).train_test_split(seed=3, by="record")
     assert split.table_version == group.version()
     assert list(split.X_test.columns) == list(FEATURE_NAMES)
     synthetic_ids = {f"r{i}" for i in range(2000, 2500)}
@@ -126,10 +127,45 @@ def test_feature_view_split_is_real_only_stable_and_versioned(settings: Settings
     assert abs(split.y_test.mean() - 0.2) < 0.05
     # the split of old records does not move when the table grows
     group.insert(rows(range(2500, 3000)))
+    later = FeatureView(group).train_test_split(seed=3, by="record")
+    assert set(split.test_ids) <= set(later.test_ids)
+    without = FeatureView(group).train_test_split(seed=3, include_synthetic=False, by="record")
+    assert (without.train_sources == "synthetic").sum() == 0
+
+
+def profiles(ids: range, source: str = "kaggle") -> pd.DataFrame:
+    """Rows with 100 different answer profiles (by bmi and sleep time), each profile 20 times (a
+    profile's copies carry both labels), in the order the ids come."""
+    frame = rows(ids, source)
+    frame["bmi"] = [20.0 + (i % 50) for i in ids]
+    frame["sleep_time"] = [6.0 + (i // 50) % 2 for i in ids]
+    frame["heart_disease"] = [(i // 100) % 5 == 0 for i in ids]
+    return frame
+
+
+def test_the_default_split_keeps_every_copy_of_the_same_answers_on_one_side(settings: Settings) -> None:
+    group = open_group(settings, HEART)
+    group.insert(profiles(range(2000)))
+    group.insert(profiles(range(2000, 2400), source="synthetic"))
+    split = FeatureView(group).train_test_split(seed=3)
+    assert split.by == "profile" and split.summary()["split_by"] == "profile"
+
+    def answers(X: pd.DataFrame) -> set[tuple]:
+        return set(X.itertuples(index=False, name=None))
+
+    assert answers(split.X_test) and not answers(split.X_test) & answers(split.X_train)
+    assert 0.05 < len(split.test_ids) / 2000 < 0.4  # 100 profiles: a coarse share
+    # synthetic rows train only, and only with answers from the training side
+    assert not set(split.test_ids) & {f"r{i}" for i in range(2000, 2400)}
+    assert 0 < (split.train_sources == "synthetic").sum() < 400
+    # stable as the table grows: a new copy of a test profile joins the test side
+    group.insert(profiles(range(3000, 3100)))
     later = FeatureView(group).train_test_split(seed=3)
     assert set(split.test_ids) <= set(later.test_ids)
-    without = FeatureView(group).train_test_split(seed=3, include_synthetic=False)
-    assert (without.train_sources == "synthetic").sum() == 0
+    assert answers(later.X_test) == answers(split.X_test)
+    # the record-id split, for comparison, puts copies of one profile on both sides
+    by_record = FeatureView(group).train_test_split(seed=3, by="record")
+    assert answers(by_record.X_test) & answers(by_record.X_train)
 
 
 def _insert_worker(home: str, start: int, count: int) -> None:

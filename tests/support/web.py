@@ -14,8 +14,7 @@ from typing import Any
 from heartrisk.config import Settings
 from heartrisk.store.groups import HEART_USER, open_group
 
-#: Flags for Debian's Chromium under Playwright (DESIGN.md, pitfalls); never `playwright install`.
-CHROMIUM = "/usr/bin/chromium"
+#: Flags for Chromium under Playwright (DESIGN.md, pitfalls).
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -46,14 +45,26 @@ def answer(page: Any, name: str, value: Any) -> None:
         field.get_by_label(value, exact=True).check()
 
 
-def keep(path: Path, name: str) -> None:
-    """A screenshot to keep: copied to ``$HEARTRISK_SCREENSHOTS`` when set (how the README's images
-    are made); otherwise it stays in the test's temporary folder. Either way the path is printed."""
-    target = os.environ.get("HEARTRISK_SCREENSHOTS")
-    if target:
-        Path(target).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, Path(target) / name)
-    print(f"screenshot: {path}")
+
+def chromium() -> str:
+    """The Chromium to drive: the one `make test` chose (scripts/find-browser puts it in
+    HEARTRISK_BROWSER), else a system `chromium` on PATH; a clear failure when there is neither."""
+    import pytest
+
+    chosen = os.environ.get("HEARTRISK_BROWSER") or shutil.which("chromium")
+    if not chosen or not Path(chosen).exists():
+        pytest.fail("no Chromium for the browser tests: run them through `make test` (scripts/find-browser "
+                    "finds or installs one) or set HEARTRISK_BROWSER to a Chromium executable")
+    return chosen
+
+
+def keep_docs_image(shot: Path, name: str) -> None:
+    """Copy a screenshot into the README's images, only under `make docs-images` (which sets
+    HEARTRISK_DOCS_IMAGES): tests never rewrite tracked files."""
+    folder = os.environ.get("HEARTRISK_DOCS_IMAGES")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, Path(folder) / name)
 
 
 def copy_home(source: Settings, dest: Path) -> Settings:

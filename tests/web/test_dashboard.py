@@ -20,6 +20,7 @@ from heartrisk.store.groups import HEART, HEART_PREDICTIONS, open_group
 from heartrisk.web.app import create_app
 from heartrisk.web.dashboard.routes import mount_monitor
 from heartrisk.web.guard.auth import PASSWORD_ENV, OperatorAuth, operator_password, password_path
+from support.web import CHROMIUM_ARGS, chromium, keep_docs_image
 
 PASSWORD = "correct horse battery staple"
 API = ("summary", "model", "performance", "confusion", "drift", "volume", "recent", "shap",
@@ -178,10 +179,9 @@ def test_browser_logs_in_and_sees_the_plots(monitored: Settings, tmp_path: Path,
     from heartrisk.web.server import BackgroundServer
 
     monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
-    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+    executable = chromium()
     with BackgroundServer(monitored) as server, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=args)
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1360, "height": 900})
             page.goto(server.url + "/monitor")
@@ -201,5 +201,4 @@ def test_browser_logs_in_and_sees_the_plots(monitored: Settings, tmp_path: Path,
         finally:
             browser.close()
     assert shot.stat().st_size > 50_000
-    (REPO / "docs" / "img").mkdir(parents=True, exist_ok=True)
-    shutil.copy(shot, REPO / "docs" / "img" / "dashboard.png")
+    keep_docs_image(shot, "dashboard.png")

@@ -1,10 +1,9 @@
-"""The risk-check form in a real browser (Debian Chromium through Playwright) on the real server.
+"""The risk-check form in a real browser (Chromium through Playwright) on the real server.
 
 A person answers 14 questions and leaves three Unknown, reads their risk (the same the API gives),
 the chart and the assumed answers, is stopped by the field for a bad answer and for missing consent,
-then shares their outcome, which lands in heart_user as answered. The screenshot stays in the test's
-temporary folder, or goes to ``$HEARTRISK_SCREENSHOTS`` (how docs/img/form.png is made): tests never
-write tracked files.
+then shares their outcome, which lands in heart_user as answered. `make docs-images` keeps the
+screenshot for the README (docs/img/form.png); `make test` does not.
 """
 
 from __future__ import annotations
@@ -23,7 +22,15 @@ from heartrisk.features import FEATURES
 from heartrisk.monitoring.served_profile import RISK, read_profile
 from heartrisk.web.risk_check.form import short_name
 from heartrisk.web.server import BackgroundServer
-from support.web import ANSWERS, CHROMIUM, CHROMIUM_ARGS, UNKNOWNS, answer, keep, stored_submissions
+from support.web import (
+    ANSWERS,
+    CHROMIUM_ARGS,
+    UNKNOWNS,
+    answer,
+    chromium,
+    keep_docs_image,
+    stored_submissions,
+)
 
 pytestmark = pytest.mark.browser
 VIEWPORT = {"width": 1280, "height": 900}
@@ -31,12 +38,11 @@ VIEWPORT = {"width": 1280, "height": 900}
 
 @pytest.fixture
 def page(web_server: BackgroundServer) -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
+    executable = chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         tab = browser.new_page(viewport=VIEWPORT)
         tab.set_default_timeout(30_000)
         tab.goto(web_server.url + "/")
@@ -109,14 +115,15 @@ def test_risk_check_and_consented_sharing(page: Any, web_server: BackgroundServe
     shot = tmp_path / "form.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 50_000
-    keep(shot, "form.png")
+    keep_docs_image(shot, "form.png")
 
 
 def test_page_says_when_there_is_no_model(settings: Settings) -> None:
     from playwright.sync_api import sync_playwright
 
+    executable = chromium()
     with BackgroundServer(settings) as web_server, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         tab = browser.new_page(viewport=VIEWPORT)
         tab.goto(web_server.url + "/")
         tab.locator("#model-notice").get_by_text("not available yet").wait_for(timeout=30_000)

@@ -5,8 +5,8 @@ A person on a 390 px wide screen leaves three answers Unknown and sees, on one p
 100 people picture, the healthy peer, the percentile, the risk age and the what-if; each is read off
 the page and checked against the JSON API. The page is printed to PDF by Chromium and the PDF read
 back. axe-core (npm, pinned in tests/web/axe) finds no serious or critical violation on the form with
-its result and on the model card. Screenshots go to the test's temporary folder (printed), or to
-``$HEARTRISK_SCREENSHOTS`` when set (how docs/img/result.png is made); tests never write tracked files.
+its result and on the model card. Screenshots stay in the test's temporary folder; `make docs-images`
+copies them to docs/img (result.png, model-card.png): `make test` never writes tracked files.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from heartrisk.web.server import BackgroundServer
-from support.web import ANSWERS, CHROMIUM, CHROMIUM_ARGS, UNKNOWNS, answer, keep
+from support.web import ANSWERS, CHROMIUM_ARGS, UNKNOWNS, answer, chromium, keep_docs_image
 
 pytestmark = pytest.mark.browser
 AXE = Path(__file__).resolve().parent / "axe" / "node_modules" / "axe-core" / "axe.min.js"
@@ -34,12 +34,11 @@ def pct(p: float) -> str:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
+    executable = chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         yield launched
         launched.close()
 
@@ -106,7 +105,7 @@ def test_the_result_in_context_matches_the_api(result_page: Any, web_server: Bac
     shot = tmp_path / "result-390px.png"
     page.locator("#risk-result").screenshot(path=str(shot))
     assert shot.stat().st_size > 20_000
-    keep(shot, "result.png")
+    keep_docs_image(shot, "result.png")
 
 
 def _with_colour() -> str:
@@ -162,5 +161,5 @@ def test_model_card_shows_subgroups_and_is_accessible(browser: Any, web_server: 
     assert run_axe(tab) == []
     shot = tmp_path / "model-card-390px.png"
     tab.screenshot(path=str(shot), full_page=True)
-    keep(shot, "model-card.png")
+    keep_docs_image(shot, "model-card.png")
     tab.close()

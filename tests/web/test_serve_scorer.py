@@ -19,7 +19,7 @@ from heartrisk.model.estimator import Platt, RiskModel, build_pipeline, model_in
 from heartrisk.model.registry import LoadedModel, champion_model
 from heartrisk.web.risk_check.model_cache import ModelCache, ModelUnavailableError
 from heartrisk.web.risk_check.risk import score
-from heartrisk.web.risk_check.scorer import BoosterPath, LinearPath, ModelPath, Scorer, random_rows
+from heartrisk.web.risk_check.scorer import LinearPath, ModelPath, Scorer, TreePath, random_rows
 
 ROWS = random_rows(200, seed=42)
 
@@ -53,7 +53,7 @@ def fitted(family: str, dev_frame: pd.DataFrame) -> LoadedModel:
 
 
 @pytest.mark.parametrize(("family", "path"), [
-    ("lightgbm", BoosterPath), ("logreg", LinearPath), ("random_forest", ModelPath),
+    ("lightgbm", TreePath), ("logreg", LinearPath), ("random_forest", ModelPath),
 ])
 def test_each_family_scores_like_the_model(family: str, path: type, dev_frame: pd.DataFrame) -> None:
     loaded = fitted(family, dev_frame)

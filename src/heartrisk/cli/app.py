@@ -118,7 +118,10 @@ def train_command(
     settings = settings_from()
     result = run_job(settings, "train", lambda: run_train(settings, ts), on_wait=err.print)
     out.print(render.candidates_table(result.candidates))
+    out.print(render.calibration_table(result))
     out.print(render.trained_line(result))
+    if result.record_split_metrics:
+        out.print(render.split_line(result), highlight=False)
     out.print(f"{result.decision}", highlight=False)
 
 

@@ -135,6 +135,26 @@ def trained_line(result: Any) -> str:
             f"{result.seconds:.0f} s")
 
 
+def calibration_table(result: Any) -> Table:
+    """The calibrations compared on the held-out slice (out of fold), the kept one starred."""
+    table = Table("calibration", "Brier", "ECE", title="calibration (out of fold on the held-out slice; "
+                  "lowest Brier kept)")
+    for row in result.calibrations or []:
+        table.add_row(("* " if row["chosen"] else "") + row["method"], f"{row['brier']:.5f}",
+                      f"{row['ece']:.4f}")
+    return table
+
+
+def split_line(result: Any) -> str:
+    """The same recipe's test scores on the record-id split, beside the answer-profile split's."""
+    m, r = result.metrics, result.record_split_metrics
+    if not r:
+        return ""
+    return (f"test split by answer profile (gated on): ROC-AUC {m['roc_auc']:.3f}, PR-AUC {m['pr_auc']:.3f}, "
+            f"Brier {m['brier']:.4f}; by record id (same recipe refitted): ROC-AUC {r['roc_auc']:.3f}, "
+            f"PR-AUC {r['pr_auc']:.3f}, Brier {r['brier']:.4f}")
+
+
 def versions_table(rows: list[dict[str, Any]]) -> Table:
     """The registry's classifier versions, newest first."""
     table = Table("version", "created (UTC)", "alias", "model", "ROC-AUC", "PR-AUC", "Brier",

@@ -1,13 +1,16 @@
 """Train: the ``heart`` feature group -> a calibrated, explained, registered classifier.
 
-1. A FeatureView split: the test side holds real records only (by a seeded hash of record_id, so it
-   stays put as the table grows); synthetic rows join training when there are any (a setting).
+1. A FeatureView split: the test side holds real records only, by a seeded hash of their answers (copies
+   of the same answers on one side; it stays put as the table grows); synthetic rows join training when
+   there are any (a setting).
 2. The candidates are searched, each family's best refitted and calibrated, the best on the held-out
    real slice chosen (:mod:`heartrisk.model.training`).
 3. The champion gate compares it with the champion on the same real test records
-   (:mod:`heartrisk.model.gate`).
-4. Everything is logged to one MLflow run (experiment ``training``: parameters, test metrics, the Delta
-   table version read, plots, the candidate table, the git commit) and the model is registered as
+   (:mod:`heartrisk.model.gate`). The chosen recipe is also refitted on the record-id split, whose
+   test scores are reported beside (never gated on): the gap is how much that split flattered.
+4. Everything is logged to one MLflow run (experiment ``training``: parameters, test metrics on both
+   splits, the calibration comparison, the Delta table version read, plots, the candidate table, the
+   git commit) and the model is registered as
    ``heart-risk-classifier`` with its lineage (:mod:`heartrisk.store.lineage`: what `heartrisk forget`
    needs to tell whether it learned from a person's row); it becomes champion only if the gate
    promoted it (:func:`heartrisk.model.registry.register_model`).
@@ -81,6 +84,8 @@ class TrainResult:
     seconds: float
     comparison: Comparison | None = None
     quick: bool = False
+    calibrations: list[dict[str, Any]] | None = None
+    record_split_metrics: dict[str, float] | None = None
 
     @property
     def summary(self) -> str:
@@ -97,8 +102,22 @@ def load_data(settings: Settings, ts: TrainSettings) -> Prepared:
                          "run `heartrisk ingest` first")
     view = FeatureView(group, max_rows=settings.train_read_rows)
     split = view.train_test_split(test_size=ts.test_size, seed=ts.seed,
-                                  include_synthetic=ts.include_synthetic)
+                                  include_synthetic=ts.include_synthetic, by=ts.split_by)
     return prepare(split, ts)
+
+
+def record_split_scores(settings: Settings, ts: TrainSettings, chosen: Candidate,
+                        version: int) -> dict[str, float]:
+    """The chosen recipe refitted on the record-id split (same table version) and its test scores."""
+    group = open_group(settings, HEART)
+    split = FeatureView(group).train_test_split(test_size=ts.test_size, seed=ts.seed,
+                                                include_synthetic=ts.include_synthetic, version=version,
+                                                by="record")
+    data = prepare(split, ts)
+    twin = Candidate(chosen.family, chosen.treatment, chosen.params, chosen.cv_pr_auc,
+                     chosen.cv_pr_auc_std, chosen.cv_roc_auc, chosen.cv_brier, chosen.search_seconds)
+    model = fit_candidate(twin, data, ts)
+    return scores(data.y_test, model.risk(data.X_test, validate=False), model.threshold)
 
 
 def train(settings: Settings, ts: TrainSettings | None = None) -> TrainResult:
@@ -130,6 +149,11 @@ def train(settings: Settings, ts: TrainSettings | None = None) -> TrainResult:
         describing = bar.add_task("survey reference and model card", total=1)
         describe(model, data, p_test, ts)
         bar.advance(describing)
+        record_metrics = None
+        if ts.compare_record_split and ts.split_by == "profile":
+            twin = bar.add_task("refitting on the record-id split", total=1)
+            record_metrics = record_split_scores(settings, ts, chosen, data.split.table_version)
+            bar.advance(twin)
         gating = bar.add_task("champion gate", total=1)
         champion = champion_scores(settings, data.split.X_test)
         decision = gate(data.split.test_ids, data.y_test, p_test, champion, ts.bootstrap, ts.seed,
@@ -139,6 +163,7 @@ def train(settings: Settings, ts: TrainSettings | None = None) -> TrainResult:
         table = pd.DataFrame([c.row() for c in candidates])
         with tracking.run(settings, ts.experiment, f"{chosen.family}-{chosen.treatment}") as run:
             log_run(run, settings, ts, data, model, chosen, metrics, table, p_test, decision)
+            log_comparisons(run, chosen, record_metrics)
             tags = {**version_tags(model, data), "decision": decision.text,
                     **training_lineage(settings, data, ts).to_tags(),
                     **{f"test_{k}": f"{metrics[k]:.4f}" for k in ("roc_auc", "pr_auc", "brier", "f1")}}
@@ -149,6 +174,7 @@ def train(settings: Settings, ts: TrainSettings | None = None) -> TrainResult:
         family=chosen.family, treatment=chosen.treatment, threshold=model.threshold,
         metrics=metrics, candidates=table, split=data.split.summary(),
         seconds=time.perf_counter() - started, comparison=decision.comparison, quick=ts.quick,
+        calibrations=chosen.calibrations, record_split_metrics=record_metrics,
     )
 
 
@@ -194,8 +220,7 @@ def log_run(run: TrackedRun, settings: Settings, ts: TrainSettings, data: Prepar
     run.log_params({
         "family": chosen.family, "treatment": chosen.treatment,
         **{k.removeprefix("classify__"): v for k, v in plain(chosen.params).items()},
-        "calibration": "platt", "calibration_slope": round(model.slope, 5),
-        "calibration_intercept": round(model.intercept, 5),
+        "calibration": model.calibration.method, "split_by": split.by,
         "threshold": round(model.threshold, 6),
         "threshold_rule": f"recall>={ts.target_recall}" if ts.target_recall else "best_f1",
         "base_rate": round(model.base_rate, 6),
@@ -232,6 +257,19 @@ def log_run(run: TrackedRun, settings: Settings, ts: TrainSettings, data: Prepar
         run.log_text(json.dumps(model.card, indent=1), "model_card.json")
     run.log_text(table.drop(columns="params").to_markdown(index=False)
                  if _has_tabulate() else table.to_string(index=False), "candidates.md")
+
+
+def log_comparisons(run: TrackedRun, chosen: Candidate, record_metrics: dict[str, float] | None) -> None:
+    """The calibration comparison (Brier and ECE per method, out of fold on the held-out slice) and the
+    record-id split's test scores, as metrics and as a table (calibration.csv)."""
+    for row in chosen.calibrations:
+        run.log_metrics({f"calibration_{row['method']}_brier": row["brier"],
+                         f"calibration_{row['method']}_ece": row["ece"]})
+    if chosen.calibrations:
+        run.log_text(pd.DataFrame(chosen.calibrations).to_csv(index=False), "calibration.csv")
+    if record_metrics:
+        run.log_metrics({f"record_split_test_{k}": v for k, v in record_metrics.items()
+                         if isinstance(v, float)})
 
 
 def log_inputs(run: TrackedRun, settings: Settings, data: Prepared) -> None:

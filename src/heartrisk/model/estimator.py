@@ -4,18 +4,14 @@ A pipeline is imputation (median for numbers, most frequent for answers: this is
 answer "Unknown"), encoding (numbers as they are, yes/no and ordered answers as one ordered code,
 the other categories one-hot, so tree SHAP stays exact), an optional scaler, the imbalance treatment
 and the classifier. :data:`CANDIDATES` holds each family's search space; :class:`RiskModel` wraps the
-chosen, fitted pipeline with its Platt calibration, decision threshold and training base rate, and is
-what the registry stores (skops) and every consumer loads.
-
-Why Platt (a sigmoid on the model's log-odds) rather than isotonic: it is monotone and affine in
-log-odds, so a SHAP explanation of the raw model, scaled by the slope, adds up exactly to the
-calibrated log-odds a person is shown.
+chosen, fitted pipeline with its calibration (none, Platt or isotonic, chosen per version:
+:mod:`heartrisk.model.calibration`), decision threshold and training base rate, and is what the
+registry stores and every consumer loads.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,7 +28,12 @@ from sklearn.pipeline import Pipeline as SkPipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from heartrisk.features import FEATURE_NAMES, FEATURES, NUMERIC_FEATURES
+from heartrisk.model.calibration import Calibration, Platt, logit, sigmoid
 from heartrisk.validation import coerce
+
+__all__ = ["CANDIDATES", "FAMILIES", "TREATMENTS", "Platt", "RiskModel", "build_pipeline", "classifier",
+           "classifier_margin", "encoder", "family_of", "logit", "model_input", "raw_margin", "sigmoid",
+           "transform"]
 
 #: Answers with a natural order (yes/no and ordinal): one ordered code each.
 ORDERED_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES if f.kind in ("binary", "ordinal"))
@@ -41,9 +42,6 @@ NOMINAL_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES if f.kind == 
 
 FAMILIES: tuple[str, ...] = ("logreg", "random_forest", "hist_gb", "lightgbm")
 TREATMENTS: tuple[str, ...] = ("none", "class_weight", "smote")
-
-#: Clip for probabilities turned into log-odds (a random forest can say exactly 0 or 1).
-_EPS = 1e-6
 
 
 def _values(names: tuple[str, ...]) -> list[list[str]]:
@@ -166,15 +164,6 @@ def model_input(X: pd.DataFrame, validate: bool = True) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=float), _EPS, 1 - _EPS)
-    return np.log(p / (1 - p))
-
-
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.asarray(z, dtype=float)))
-
-
 def classifier_margin(clf: Any, Xt: np.ndarray) -> np.ndarray:
     """A fitted classifier's score in log-odds (a forest's vote share is turned into log-odds)."""
     if isinstance(clf, RandomForestClassifier):
@@ -205,22 +194,6 @@ def family_of(pipeline: Pipeline) -> str:
     raise TypeError(f"unsupported classifier {type(clf).__name__}")
 
 
-@dataclass(frozen=True)
-class Platt:
-    """calibrated log-odds = slope * raw log-odds + intercept, fitted on held-out real records."""
-
-    slope: float
-    intercept: float
-
-    @classmethod
-    def fit(cls, margin: np.ndarray, y: np.ndarray) -> Platt:
-        lr = LogisticRegression(C=1e6, max_iter=1000).fit(np.asarray(margin).reshape(-1, 1), y)
-        return cls(float(lr.coef_[0, 0]), float(lr.intercept_[0]))
-
-    def __call__(self, margin: np.ndarray) -> np.ndarray:
-        return self.slope * np.asarray(margin, dtype=float) + self.intercept
-
-
 class RiskModel:
     """The shipped model: fitted pipeline + calibration + threshold + what it was trained on.
 
@@ -231,11 +204,10 @@ class RiskModel:
     _estimator_type = "classifier"
     classes_ = np.array([0, 1])
 
-    def __init__(self, pipeline: Pipeline, calibration: Platt, threshold: float, base_rate: float,
+    def __init__(self, pipeline: Pipeline, calibration: Calibration, threshold: float, base_rate: float,
                  background: np.ndarray | None = None, info: Mapping[str, Any] | None = None) -> None:
         self.pipeline = pipeline
-        self.slope = calibration.slope
-        self.intercept = calibration.intercept
+        self.calibrator = calibration
         self.threshold = float(threshold)
         self.base_rate = float(base_rate)
         #: Mean encoded row of the training data: the reference point of linear explanations.
@@ -254,8 +226,11 @@ class RiskModel:
         self.__dict__.update(state)
 
     @property
-    def calibration(self) -> Platt:
-        return Platt(self.slope, self.intercept)
+    def calibration(self) -> Calibration:
+        """The chosen calibration; models registered before the choice existed stored a Platt
+        calibration as ``slope`` and ``intercept``."""
+        chosen = self.__dict__.get("calibrator")
+        return chosen if chosen is not None else Platt(self.slope, self.intercept)
 
     @property
     def family(self) -> str:

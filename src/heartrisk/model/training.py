@@ -7,7 +7,9 @@
    sample of the training side, scored by average precision (:func:`search`); each family's best is
    refitted on the whole training side (:func:`fit_candidate`) and the family with the best held-out
    PR-AUC wins.
-3. Platt calibration and the threshold (best F1, or a target recall) come from the held-out slice.
+3. The calibration (none, Platt or isotonic: the lowest out-of-fold Brier score,
+   :func:`heartrisk.model.calibration.choose`) and the threshold (best F1, or a target recall) come
+   from the held-out slice.
 
 The training job (:mod:`heartrisk.jobs.train`) reads the split, runs these steps, judges the winner at
 the gate (:mod:`heartrisk.model.gate`) and registers it (:mod:`heartrisk.model.registry`).
@@ -28,11 +30,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sklearn.model_selection import RandomizedSearchCV, StratifiedKFold, train_test_split
 
 from heartrisk.errors import UserError
+from heartrisk.model import calibration
 from heartrisk.model.estimator import (
     CANDIDATES,
     FAMILIES,
     TREATMENTS,
-    Platt,
     RiskModel,
     build_pipeline,
     model_input,
@@ -77,6 +79,13 @@ class TrainSettings(BaseModel):
     max_train_rows: int | None = Field(None, ge=200, description="cap on training rows")
     holdout_fraction: float = Field(0.15, gt=0, lt=0.5)
     test_size: float = Field(0.2, gt=0, lt=0.5)
+    split_by: Literal["profile", "record"] = Field(
+        "profile", description="what the train/test hash splits by: the answers (copies of the same "
+        "answers on one side) or the record id (store/view.py)")
+    compare_record_split: bool = Field(
+        True, description="also refit the chosen model on the record-id split and report its test "
+        "scores beside the profile split's (record_split_test_* in MLflow)")
+    calibrations: tuple[str, ...] = Field(calibration.METHODS, description="calibrations compared")
     seed: int = 42
     bootstrap: int = Field(200, ge=20, description="resamples for the champion gate")
     shap_rows: int = Field(2000, ge=50)
@@ -95,6 +104,14 @@ class TrainSettings(BaseModel):
         unknown = [f for f in value if f not in FAMILIES]
         if unknown or not value:
             raise ValueError(f"unknown model families {unknown}; known: {', '.join(FAMILIES)}")
+        return value
+
+    @field_validator("calibrations")
+    @classmethod
+    def _known_calibrations(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [c for c in value if c not in calibration.METHODS]
+        if unknown or not value:
+            raise ValueError(f"unknown calibrations {unknown}; known: {', '.join(calibration.METHODS)}")
         return value
 
     @field_validator("treatments")
@@ -132,6 +149,7 @@ class Candidate:
     holdout_pr_auc: float = float("nan")
     test: dict[str, float] = field(default_factory=dict)
     chosen: bool = False
+    calibrations: list[dict[str, Any]] = field(default_factory=list)
 
     def row(self) -> dict[str, Any]:
         return {
@@ -140,6 +158,7 @@ class Candidate:
             "cv_roc_auc": round(self.cv_roc_auc, 4), "cv_brier_uncalibrated": round(self.cv_brier, 4),
             "search_s": round(self.search_seconds, 1), "fit_s": round(self.fit_seconds, 1),
             "holdout_pr_auc": round(self.holdout_pr_auc, 4),
+            "calibration": next((c["method"] for c in self.calibrations if c["chosen"]), ""),
             **{f"test_{k}": round(self.test[k], 4) for k in ("roc_auc", "pr_auc", "brier", "f1")
                if k in self.test},
             "chosen": self.chosen, "params": json.dumps(plain(self.params)),
@@ -270,9 +289,10 @@ def fit_candidate(candidate: Candidate, data: Prepared, ts: TrainSettings) -> Ri
     without_training_rows(pipeline)
     candidate.fit_seconds = time.perf_counter() - started
     margin = raw_margin(pipeline, data.X_holdout)
-    calibration = Platt.fit(margin, data.y_holdout)
-    p_holdout = sigmoid(calibration(margin))
-    candidate.holdout_pr_auc = average_precision(data.y_holdout, p_holdout)
+    chosen, candidate.calibrations = calibration.choose(margin, data.y_holdout, ts.seed, ts.calibrations)
+    p_holdout = sigmoid(chosen(margin))
+    # Ranked by the raw scores: an isotonic map fitted on this slice flattens ties into it.
+    candidate.holdout_pr_auc = average_precision(data.y_holdout, margin)
     if ts.target_recall is not None:
         threshold = recall_threshold(data.y_holdout, p_holdout, ts.target_recall)
     else:
@@ -283,7 +303,7 @@ def fit_candidate(candidate: Candidate, data: Prepared, ts: TrainSettings) -> Ri
         background = transform(pipeline, data.X_fit.iloc[sample]).mean(axis=0)
     info = {"family": candidate.family, "treatment": candidate.treatment,
             "params": plain(candidate.params)}
-    return RiskModel(pipeline, calibration, threshold, data.base_rate, background, info)
+    return RiskModel(pipeline, chosen, threshold, data.base_rate, background, info)
 
 
 def plain(params: dict[str, Any]) -> dict[str, Any]:

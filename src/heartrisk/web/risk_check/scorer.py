@@ -8,14 +8,16 @@ encoder is compiled once per model version by *probing the real pipeline* with e
 then checked against the pipeline on random rows; if anything differs (a future encoder that mixes
 questions, say), the scorer falls back to the pipeline, slower but never wrong.
 
-The classifier, the Platt calibration and the SHAP explainer are the model's own
+The classifier, the calibration and the SHAP explainer are the model's own
 (:func:`heartrisk.model.estimator.classifier_margin`, :func:`heartrisk.model.explain.raw_contributions`),
 so risks and contributions equal ``LoadedModel.predict_proba`` and ``LoadedModel.explain`` (a test
 holds them to it).
-Two shortcuts, checked the same way at load: a LightGBM model is asked through its booster on one
-thread, and a logistic regression (with its scaler) is computed with numpy. The scikit-learn wrappers
-re-validate their input (about 1 ms a call), and OpenMP teams started by several request threads at
-once on 2 cores only get in each other's way.
+Two shortcuts, checked the same way at load against the family's reference
+(:func:`heartrisk.model.explain.reference_contributions`): a LightGBM model is scored and explained by
+its compiled trees (:mod:`heartrisk.model.tree_shap`; LightGBM's booster on one thread if they cannot
+be compiled), and a logistic regression (with its scaler) is computed with numpy. The scikit-learn
+wrappers re-validate their input (about 1 ms a call), and OpenMP teams started by several request
+threads at once on 2 cores only get in each other's way.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from sklearn.preprocessing import StandardScaler
 from heartrisk.features import FEATURE_NAMES, FEATURES, Feature
 from heartrisk.model.context import RiskContext, contexts
 from heartrisk.model.estimator import RiskModel, classifier_margin, model_input, sigmoid, transform
-from heartrisk.model.explain import raw_contributions
+from heartrisk.model.explain import calibrated, compiled_trees, reference_contributions
 from heartrisk.model.registry import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -57,35 +59,45 @@ class Scored:
 
 @dataclass
 class CompiledEncoder:
-    """Answers -> encoded (pre-scaling) columns, by table lookup; see the module docstring."""
+    """Answers -> encoded (pre-scaling) columns, by table lookup; see the module docstring.
+
+    Every answer of every question is one full-width row of ``answer_rows`` (its encoded values in its
+    question's columns, zeros elsewhere), so a person's categorical answers are one fancy index and a
+    sum (adding zeros is exact); numbers are written into their columns after. One np.stack per
+    question cost 13 array builds a request (15 % of a request's CPU, cProfile).
+    """
 
     width: int
     numeric: dict[str, tuple[int, float]] = field(default_factory=dict)  # name -> (column, imputed)
     categorical: dict[str, tuple[np.ndarray, dict[Any, np.ndarray]]] = field(default_factory=dict)
+    answer_rows: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    answer_index: dict[str, dict[Any, int]] = field(default_factory=dict)
+
+    def add(self, name: str, columns: np.ndarray, table: dict[Any, np.ndarray]) -> None:
+        self.categorical[name] = (columns, table)
+        start = len(self.answer_rows)
+        rows = np.zeros((len(table), self.width))
+        for k, encoded in enumerate(table.values()):
+            rows[k, columns] = encoded
+        self.answer_rows = np.vstack([self.answer_rows.reshape(-1, self.width), rows])
+        self.answer_index[name] = {answer: start + k for k, answer in enumerate(table)}
 
     def encode(self, rows: list[dict[str, Any]]) -> np.ndarray:
-        return self.encode_columns({name: [r.get(name) for r in rows] for name in FEATURE_NAMES},
-                                   len(rows))
-
-    def encode_columns(self, columns: dict[str, list[Any]], n: int) -> np.ndarray:
-        """Answers given column by column (``n`` rows): one lookup per question, not per cell.
-        A request's ~50 context rows encode in a tenth of the time a row-by-row stack took."""
-        out = np.empty((n, self.width), dtype=float)
+        picks = [[index[r.get(name)] for name, index in self.answer_index.items()] for r in rows]
+        out = self.answer_rows[picks].sum(axis=1)
         for name, (column, imputed) in self.numeric.items():
-            out[:, column] = [imputed if v is None else v for v in columns[name]]
-        for name, (columns_out, index, matrix) in self._matrices.items():
-            out[:, columns_out] = matrix[[index[v] for v in columns[name]]]
+            out[:, column] = [imputed if r.get(name) is None else float(r[name]) for r in rows]
         return out
 
-    @property
-    def _matrices(self) -> dict[str, tuple[np.ndarray, dict[Any, int], np.ndarray]]:
-        """Per question: its columns, answer -> row of its table, the table as one matrix."""
-        cached = self.__dict__.get("_matrix_cache")
-        if cached is None:
-            cached = {name: (columns, {a: i for i, a in enumerate(table)}, np.stack(list(table.values())))
-                      for name, (columns, table) in self.categorical.items()}
-            self.__dict__["_matrix_cache"] = cached
-        return cached
+    def encode_columns(self, columns: dict[str, list[Any]], n: int) -> np.ndarray:
+        """Answers given column by column (``n`` rows, e.g. a request's ~50 context rows): the same
+        lookup as :meth:`encode` without building a dict per row."""
+        picks = np.array([[index[v] for v in columns[name]] for name, index in self.answer_index.items()],
+                         dtype=np.intp).reshape(len(self.answer_index), n).T
+        out = self.answer_rows[picks].sum(axis=1) if self.answer_index else np.zeros((n, self.width))
+        for name, (column, imputed) in self.numeric.items():
+            out[:, column] = [imputed if v is None else float(v) for v in columns[name]]
+        return out
 
 
 def _pipeline_encode(model: RiskModel, rows: list[dict[str, Any]]) -> np.ndarray:
@@ -109,7 +121,7 @@ def compile_encoder(model: RiskModel) -> CompiledEncoder:
             continue
         answers: list[Any] = [*f.values, None]
         encoded = _pipeline_encode(model, [{**blank, f.name: a} for a in answers])[:, columns]
-        encoder.categorical[f.name] = (columns, dict(zip(answers, encoded, strict=True)))
+        encoder.add(f.name, columns, dict(zip(answers, encoded, strict=True)))
     return encoder
 
 
@@ -145,6 +157,22 @@ class LinearPath:
         return self.coef * (Xt - self.background), self.intercept + float(self.coef @ self.background)
 
 
+class TreePath:
+    """A LightGBM model's margin and TreeSHAP from its compiled trees (numba, no GIL held)."""
+
+    def __init__(self, model: RiskModel) -> None:
+        trees = compiled_trees(model)
+        if trees is None:
+            raise ValueError("the booster could not be compiled")
+        self.trees = trees
+
+    def margin(self, Xt: np.ndarray) -> np.ndarray:
+        return self.trees.margin(Xt)
+
+    def contributions(self, Xt: np.ndarray) -> tuple[np.ndarray, float]:
+        return self.trees.contributions(Xt)
+
+
 class BoosterPath:
     """A LightGBM model asked through its booster, on the calling thread only."""
 
@@ -170,7 +198,7 @@ class ModelPath:
         return classifier_margin(self.classifier, Xt)
 
     def contributions(self, Xt: np.ndarray) -> tuple[np.ndarray, float]:
-        return raw_contributions(self.model, Xt)
+        return reference_contributions(self.model, Xt)
 
 
 def _same(a: np.ndarray | float, b: np.ndarray | float) -> bool:
@@ -184,8 +212,6 @@ class Scorer:
         self.loaded = loaded
         self.model = loaded.model
         self._scale_step = self.model.pipeline.named_steps["scale"]
-        self._owners = np.array(self.model.encoded_features())
-        self._groups = [np.flatnonzero(self._owners == name) for name in FEATURE_NAMES]
         self.imputation = loaded.imputation()
         #: The version's survey aggregates (issue 17), read once per version; None for older versions.
         self.reference = loaded.reference
@@ -234,14 +260,21 @@ class Scorer:
                           self.loaded.version)
         return None
 
-    def _checked_path(self) -> LinearPath | BoosterPath | ModelPath:
+    def _checked_path(self) -> LinearPath | TreePath | BoosterPath | ModelPath:
         """The fastest way to the margin and SHAP values that agrees with the model's own."""
         reference = ModelPath(self.model)
         classifier = reference.classifier
-        fast = (BoosterPath if isinstance(classifier, LGBMClassifier)
-                else LinearPath if isinstance(classifier, LogisticRegression) else None)
-        if fast is None:
-            return reference
+        candidates: tuple[type, ...] = (
+            (TreePath, BoosterPath) if isinstance(classifier, LGBMClassifier)
+            else (LinearPath,) if isinstance(classifier, LogisticRegression) else ())
+        for fast in candidates:
+            path = self._agreeing(fast, reference)
+            if path is not None:
+                return path
+        return reference
+
+    def _agreeing(self, fast: type, reference: ModelPath) -> Any:
+        """``fast(model)`` if its margins and contributions equal the reference's on random rows."""
         try:
             candidate = fast(self.model)
             Xt = self.encoded(random_rows(CHECK_ROWS, seed=1))
@@ -250,11 +283,11 @@ class Scorer:
             if (_same(candidate.margin(Xt), reference.margin(Xt)) and _same(values, expected_values)
                     and _same(base, expected_base)):
                 return candidate
-            log.warning("model %s: %s differs from the model; using the model", self.loaded.version,
+            log.warning("model %s: %s differs from the model; not used", self.loaded.version,
                         fast.__name__)
         except Exception:
-            log.exception("model %s: %s failed; using the model", self.loaded.version, fast.__name__)
-        return reference
+            log.exception("model %s: %s failed; not used", self.loaded.version, fast.__name__)
+        return None
 
     def _scaled(self, Xt: np.ndarray) -> np.ndarray:
         scale = self._scale_step
@@ -290,14 +323,12 @@ class Scorer:
     def score(self, rows: list[dict[str, Any]], with_explanations: bool = True) -> Scored:
         """Calibrated risks and, if asked, per-question contributions for rows of answers."""
         Xt = self.encoded(rows)
-        calibration = self.model.calibration
-        probabilities = sigmoid(calibration(self.path.margin(Xt)))
+        probabilities = sigmoid(self.model.calibration(self.path.margin(Xt)))
         if not with_explanations:
             return Scored(probabilities)
         values, base = self.path.contributions(Xt)
-        grouped = np.column_stack([values[:, columns].sum(axis=1) for columns in self._groups])
-        return Scored(probabilities, grouped * calibration.slope,
-                      float(calibration(np.array([base]))[0]))
+        grouped, calibrated_base = calibrated(self.model, values, base)
+        return Scored(probabilities, grouped, calibrated_base)
 
 
 def _median_ms(call: Any, repeats: int = 15) -> float:
