@@ -12,7 +12,7 @@ For one person's answers this computes, with **one** batched call of the model:
   as the risk rises), capped at both ends and said so;
 - the **what-if** entries: for each changeable answer, the risk of people otherwise like the person
   who give the healthier answer, largest fall first;
-- the **uncertainty range** (10th-90th percentile): each Unknown answer drawn :data:`DRAWS` times
+- the **uncertainty range** (5th-95th percentile): each Unknown answer drawn :data:`DRAWS` times
   from its distribution among people of the same sex and age group (a Latin hypercube, seeded, so a
   person always sees the same range), each draw scored under every stored calibration refit.
 
@@ -32,7 +32,8 @@ from pydantic import BaseModel, Field
 from scipy.special import ndtr, ndtri
 
 from heartrisk.features import BY_NAME, FEATURE_NAMES, FEATURES, feature
-from heartrisk.model.estimator import Platt, sigmoid
+from heartrisk.model.calibration import Calibration
+from heartrisk.model.estimator import sigmoid
 from heartrisk.model.reference import (
     COPULA_FEATURES,
     NUMBER_LEVELS,
@@ -45,7 +46,7 @@ from heartrisk.model.reference import (
 #: (tests/model/test_context.py measures it) at a quarter of the rows.
 DRAWS = 32
 #: The range's percentiles.
-RANGE = (10.0, 90.0)
+RANGE = (5.0, 95.0)
 DRAW_SEED = 17
 
 Answers = dict[str, Any]
@@ -120,9 +121,9 @@ class WhatIf(BaseModel):
 class RiskRange(BaseModel):
     """How uncertain the risk is: Unknown answers and the model's own calibration."""
 
-    low: float = Field(description="10th percentile of the risk over the Unknown answers' likely "
+    low: float = Field(description="5th percentile of the risk over the Unknown answers' likely "
                                    "values and the calibration refits (never above `probability`)")
-    high: float = Field(description="90th percentile of the same (never below `probability`)")
+    high: float = Field(description="95th percentile of the same (never below `probability`)")
     unknowns: int = Field(description="number of questions answered Unknown")
     draws: int = Field(description="risks the range was taken over (draws x calibration refits)")
 
@@ -317,9 +318,11 @@ def risk_age(probability: float, healthy_by_age: np.ndarray) -> RiskAge:
                    healthy_by_age=[float(v) for v in healthy_by_age])
 
 
-def finish(p: Plan, margins: np.ndarray, calibration: Platt, reference: SurveyReference) -> RiskContext:
+def finish(p: Plan, margins: np.ndarray, calibration: Calibration,
+           reference: SurveyReference) -> RiskContext:
     """The context of one planned person from the margins of its rows."""
-    risks = sigmoid(calibration(margins))
+    log_odds = calibration(margins)
+    risks = sigmoid(log_odds)
     probability = float(risks[0])
     n_ages = len(AGE.values)
     healthy = risks[1:1 + n_ages]
@@ -331,7 +334,7 @@ def finish(p: Plan, margins: np.ndarray, calibration: Platt, reference: SurveyRe
         for i, (name, value) in enumerate(p.what_if)
     ]
     what_if.sort(key=lambda w: -w.difference)
-    drawn = margins[start + len(p.what_if):] if p.draws else margins[:1]
+    drawn = log_odds[start + len(p.what_if):] if p.draws else log_odds[:1]
     spread = np.sort(refit_risks(reference.calibration_refits, drawn).ravel())
     low, high = (float(np.interp(q / 100 * (len(spread) - 1), np.arange(len(spread)), spread))
                  for q in RANGE)  # np.percentile's linear rule, without its set-up cost
@@ -356,8 +359,8 @@ def _of_100(probability: float) -> int:
     return round(100 * probability)
 
 
-def contexts(people: Sequence[Answers], margins: Margins, calibration: Platt, imputation: dict[str, Any],
-             reference: SurveyReference) -> list[RiskContext]:
+def contexts(people: Sequence[Answers], margins: Margins, calibration: Calibration,
+             imputation: dict[str, Any], reference: SurveyReference) -> list[RiskContext]:
     """The context of each person; all their rows are scored in one call of ``margins``."""
     plans = [plan(a, imputation, reference) for a in people]
     columns = (plans[0].columns if len(plans) == 1  # a request: no copy

@@ -12,8 +12,8 @@ MLflow as JSON). Serving never sees a survey row again; it reads:
   ones* for the uncertainty range. Drawing each Unknown on its own (independently within the group)
   covered the true risk only 76 % of the time with 6 Unknowns on the quick test model: the answers
   that raise the risk come together (poor health, difficulty walking, diabetes, bad days);
-- **calibration refits** (a bootstrap of the Platt calibration on the held-out slice): the model's own
-  uncertainty, added to the range.
+- **calibration refits** (a bootstrap recalibration of the chosen calibration on the held-out
+  slice): the model's own uncertainty, added to the range.
 
 Cells use ``*`` for "any" (``Female|*``, ``*|60-64``, ``*|*``), so a person whose sex or age group is
 Unknown is compared with, and has answers drawn from, a wider group. A cell with fewer than
@@ -68,7 +68,7 @@ class SurveyReference:
     records: int
     risk_percentiles: dict[str, list[float]]
     answers: dict[str, dict[str, list[float]]]  # cell -> feature -> shares (answers) or quantiles (numbers)
-    calibration_refits: list[tuple[float, float]]  # (slope, intercept)
+    calibration_refits: list[tuple[float, float]]  # (a, b) on the calibrated log-odds
     answer_correlation: list[list[float]]  # COPULA_FEATURES x COPULA_FEATURES, normal scores
 
     def to_dict(self) -> dict[str, Any]:
@@ -214,13 +214,15 @@ def _answer_distributions(rows: pd.DataFrame) -> dict[str, list[float]]:
 
 def calibration_refits(model: RiskModel, X_holdout: pd.DataFrame, y_holdout: np.ndarray,
                        seed: int, refits: int = CALIBRATION_REFITS) -> list[tuple[float, float]]:
-    """Platt calibrations refitted on bootstrap resamples of the held-out slice (stratified), the
-    shipped one first. Their spread is how much the calibration itself could move a person's risk."""
-    margin = raw_margin(model.pipeline, X_holdout)
+    """Recalibrations of the shipped model refitted on bootstrap resamples of the held-out slice
+    (stratified), the shipped one first: ``a * calibrated log-odds + b``, whichever calibration the
+    version chose (none, Platt, isotonic; for Platt this equals refitting Platt on the raw margins).
+    Their spread is how much the calibration itself could move a person's risk."""
+    margin = model.calibration(raw_margin(model.pipeline, X_holdout))
     y = np.asarray(y_holdout).astype(int)
     rng = np.random.default_rng(seed)
     positives, negatives = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
-    out = [(model.slope, model.intercept)]
+    out = [(1.0, 0.0)]
     for _ in range(refits - 1):
         pick = np.r_[rng.choice(positives, len(positives)), rng.choice(negatives, len(negatives))]
         fit = Platt.fit(margin[pick], y[pick])
@@ -229,6 +231,7 @@ def calibration_refits(model: RiskModel, X_holdout: pd.DataFrame, y_holdout: np.
 
 
 def refit_risks(refits: list[tuple[float, float]] | np.ndarray, margins: np.ndarray) -> np.ndarray:
-    """Risks of raw ``margins`` under every stored calibration: shape (refits, len(margins))."""
+    """Risks of calibrated log-odds ``margins`` under every stored recalibration: shape
+    (refits, len(margins))."""
     pairs = np.asarray(refits, dtype=float)
     return sigmoid(pairs[:, :1] * np.asarray(margins)[None, :] + pairs[:, 1:])

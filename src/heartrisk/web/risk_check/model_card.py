@@ -98,7 +98,7 @@ def _coverage_table(rows: list[dict[str, Any]]) -> str:
                    for r in rows)
     return (f'<div class="wrap" {_scrollable("uncertainty range coverage")}><table id="range-coverage">'
             '<caption>The uncertainty range, measured: answers blanked at random in test records; '
-            'how often the risk with the true answers lies in the 10th-90th percentile range</caption>'
+            'how often the risk with the true answers lies in the 5th-95th percentile range</caption>'
             '<thead><tr><th scope="col">Unknown answers</th><th scope="col">Records</th>'
             '<th scope="col">Inside the range</th><th scope="col">'
             f'Mean width</th></tr></thead><tbody>{body}</tbody></table></div>')

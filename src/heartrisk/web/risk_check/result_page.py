@@ -183,7 +183,7 @@ def _range_html(context: RiskContext) -> str:
     return (f'<section id="risk-range" data-low="{found.low:.6f}" data-high="{found.high:.6f}" '
             f'data-unknowns="{found.unknowns}"><h3>How sure is this?</h3>'
             f'<p>Likely between <strong>{pct(found.low)}</strong> and <strong>{pct(found.high)}'
-            f'</strong> (10th to 90th percentile), because {why}.</p></section>')
+            f'</strong> (5th to 95th percentile), because {why}.</p></section>')
 
 
 def _answers_html(answers: dict[str, Any], imputed: dict[str, Any]) -> str:
