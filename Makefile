@@ -15,7 +15,7 @@ endif
 # slow each other tenfold (DESIGN.md, pitfalls).
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install run test test-reliability lint bench clean
+.PHONY: install run test test-reliability test-scaleout lint bench clean
 
 install: $(STAMP)
 
@@ -31,10 +31,15 @@ run: install
 	$(VENV)/bin/heartrisk up
 
 test: install
-	$(VENV)/bin/pytest -m "not reliability"
+	$(VENV)/bin/pytest -m "not reliability and not scaleout"
 
 test-reliability: install
 	$(VENV)/bin/pytest -m reliability
+
+# Several machines on a real local S3 (moto), an mlflow server and redis-server (apt-get install
+# redis-server): docs/running.md.
+test-scaleout: install
+	$(VENV)/bin/pytest -m scaleout
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench

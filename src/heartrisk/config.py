@@ -23,6 +23,9 @@ ENV_VARS: dict[str, str] = {
     "csv": "HEARTRISK_CSV",
     "store_uri": "HEARTRISK_STORE_URI",
     "mlflow_uri": "MLFLOW_TRACKING_URI",
+    "lease_ttl_s": "HEARTRISK_LEASE_TTL",
+    "lease_wait_s": "HEARTRISK_LEASE_WAIT",
+    "single_writer": "HEARTRISK_SINGLE_WRITER",
 }
 
 
@@ -61,6 +64,12 @@ class Settings(BaseModel):
     csv: Path | None = Field(default=None, description="local copy of the Kaggle CSV")
     store_uri: str | None = Field(default=None, description="feature store root (path or s3://)")
     mlflow_uri: str | None = Field(default=None, description="MLflow tracking URI")
+    lease_ttl_s: float = Field(default=60.0, ge=5, le=3600, description=(
+        "seconds a job's lease lives without renewal: how long a crashed run blocks other machines"))
+    lease_wait_s: float = Field(default=0.0, ge=0, description=(
+        "seconds a job waits for another machine's run of the same job (0: exit at once, naming it)"))
+    single_writer: bool = Field(default=False, description=(
+        "only one process ever writes: allow a store that ignores conditional writes"))
 
     @field_validator("store_uri")
     @classmethod

@@ -18,7 +18,8 @@ console = Console(stderr=True)
 def progress_bar(*, transient: bool = False) -> Progress:
     """A rich progress display; use ``with progress_bar() as bar: task = bar.add_task(...)``."""
     return Progress(
-        SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
+        # The description names files a user chose: shown as text, never read as markup.
+        SpinnerColumn(), TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
         MofNCompleteColumn(), TimeElapsedColumn(),
         console=console, transient=transient,
     )

@@ -188,3 +188,29 @@ def run(settings: Settings, experiment: str, name: str,
 def attach(settings: Settings, run_id: str) -> TrackedRun:
     """An existing run, to finish what a killed process started in it."""
     return TrackedRun(client(settings), run_id)
+
+
+def champion_files(settings: Settings, model_name: str,
+                   alias: str = "champion") -> tuple[str, str, int] | None:
+    """``(version, location, files)`` of ``model_name@alias``: where its artifacts should be and how
+    many files are there (0: gone, e.g. a bucket emptied by hand); None when there is no such alias.
+    ``heartrisk doctor`` asks this for the classifier and the synthesizer."""
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    if not tracking_exists(settings):
+        return None
+    mlflow_client = client(settings)
+    try:
+        mv = mlflow_client.get_model_version_by_alias(model_name, alias)
+    except MlflowException:
+        return None
+    model_id = getattr(mv, "model_id", None)
+    if not model_id and str(mv.source).startswith("models:/m-"):
+        model_id = str(mv.source).removeprefix("models:/").split("/")[0]
+    location = mlflow_client.get_logged_model(model_id).artifact_location if model_id else str(mv.source)
+    try:
+        files = mlflow.artifacts.list_artifacts(artifact_uri=location, tracking_uri=settings.tracking_uri)
+    except Exception:  # an unreachable or emptied artifact store: nothing can be loaded from it
+        files = []
+    return str(mv.version), location, len(files)

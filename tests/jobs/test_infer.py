@@ -136,3 +136,25 @@ def test_cli_infer(trained: Settings) -> None:
     assert again.exit_code == 0 and "no new rows" in again.output
     wrong = runner.invoke(app, ["infer", "--hours", "-3"])
     assert wrong.exit_code == 2 and "positive number of hours" in wrong.output
+
+
+def test_a_key_stored_twice_in_heart_does_not_stop_infer(trained: Settings) -> None:
+    """Two `daily` runs on two machines before issue 15 left `user:…` twice in `heart`; from then on
+    every infer failed ("appears more than once in this batch"). Now infer reads each key once and
+    `heartrisk doctor --repair` removes the duplicate."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from deltalake import write_deltalake
+
+    when = kaggle_time(trained) + timedelta(hours=1)
+    rows = add_rows(trained, 3, "user", when - timedelta(minutes=30), seed=3)
+    heart = open_group(trained, HEART)
+    # What the old read-keys-then-append did when two machines merged at once: the rows again.
+    stored = heart.read_arrow()
+    again = stored.filter(pc.is_in(stored.column("record_id"), value_set=pa.array(list(rows["record_id"]))))
+    write_deltalake(heart.uri, again, mode="append")
+    assert heart.count() == 6003 + 3
+    result = run_infer(trained, hours=24, now=when)
+    assert result.inserted == 6003
+    stored = open_group(trained, HEART_PREDICTIONS).read()
+    assert len(stored) == 6003 and not stored.duplicated(["record_id", "model_version"]).any()

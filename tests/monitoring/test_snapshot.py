@@ -38,7 +38,7 @@ def test_infer_saves_the_report_the_dashboard_shows(trained: Settings,
     assert len(pd.read_csv(folder / "performance.csv")) == len(snap.daily)
 
     monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
-    with TestClient(create_app(trained)) as client:
+    with TestClient(create_app(trained), base_url="http://127.0.0.1") as client:  # an allowed Host
         shown = client.get("/api/v1/monitor/summary", params={"hours": 48}, auth=("admin", PASSWORD)).json()
     assert shown["model"] == saved["model"]
     assert shown["metrics_all"] == pytest.approx(saved["metrics_all"], nan_ok=True)

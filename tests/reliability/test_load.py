@@ -1,6 +1,6 @@
 """Load from another process on loopback: 500 predictions and 200 submissions at once against the real
 `heartrisk serve`: no 5xx, every submission stored exactly once. (The load raises the rate limit: one
-process stands in for many clients; test_reliability_abuse.py shows the default limit biting.)"""
+process stands in for many clients; tests/reliability/test_abuse.py shows the default limit biting.)"""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -98,3 +99,24 @@ def test_run_job_records_the_result_summary(settings: Settings) -> None:
     assert isinstance(result, Done)
     record = JobState(settings).job("infer")
     assert (record["last_outcome"], record["last_summary"]) == ("ok", "3 rows scored")
+
+
+def test_a_job_another_machine_runs_stops_with_the_holder_and_its_expiry(tmp_path: Path) -> None:
+    """Two homes (two machines) on one store: the job lock is per home, the lease is in the store."""
+    from heartrisk.runtime.lock import LeaseBusyError
+    from heartrisk.runtime.status import collect_status
+
+    store = str(tmp_path / "shared-store")
+    a = Settings(home=tmp_path / "a", store_uri=store)
+    b = Settings(home=tmp_path / "b", store_uri=store, lease_wait_s=0)
+    with job_lock(a, "daily"):
+        with pytest.raises(LeaseBusyError) as busy, job_lock(b, "daily"):
+            pytest.fail("ran beside the other machine's run")
+        assert "job 'daily' on" in str(busy.value) and "UTC" in str(busy.value)
+        assert "daily" not in JobState(b).read()["jobs"]  # nothing recorded for the run that did not run
+        with job_lock(b, "infer"):  # another job takes another lease
+            pass
+        assert collect_status(b)["leases"]["job-daily"]["state"] == "held"
+    with job_lock(b, "daily") as run:  # given back at the end of a's run
+        run.summary = "ran after"
+    assert JobState(b).job("daily")["last_outcome"] == "ok"

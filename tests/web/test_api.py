@@ -173,4 +173,5 @@ def test_docs_list_the_api_and_the_form_is_served(web_client: httpx.Client) -> N
     assert web_client.get("/docs").status_code == 200
     page = web_client.get("/")
     assert page.status_code == 200 and "<html" in page.text.lower()
-    assert "Heart-disease risk check" in web_client.get("/config").text
+    assert "Heart-disease risk check" in page.text  # the page carries its own config
+    assert web_client.get("/config").status_code == 404  # Gradio's /config: closed (guard)

@@ -47,7 +47,9 @@ def test_every_page_carries_the_security_headers(server: BackgroundServer) -> No
             headers = client.get(path).headers
             assert headers["x-content-type-options"] == "nosniff", path
             assert headers["x-frame-options"] == "DENY", path
-            assert headers["referrer-policy"] == "no-referrer", path
+            # no referrer to other sites; the dashboard's own pages send theirs to themselves only,
+            # so that a browser's login POST carries its Origin (web/guard/operator_access.py)
+            assert headers["referrer-policy"] in ("no-referrer", "same-origin"), path
             csp = headers["content-security-policy"]
             assert "frame-ancestors 'none'" in csp and "object-src 'none'" in csp, path
             assert "default-src 'self'" in csp, path
@@ -57,7 +59,7 @@ def test_every_page_carries_the_security_headers(server: BackgroundServer) -> No
 
 
 def test_wrong_passwords_lock_the_client_out(server: BackgroundServer) -> None:
-    with httpx.Client(base_url=server.url) as client:
+    with httpx.Client(base_url=server.url, timeout=60) as client:  # a summary is slow on a busy machine
         for _ in range(3):
             wrong = client.post("/monitor/login", data={"password": "guess"}, follow_redirects=False)
             assert wrong.status_code == 401 and "Wrong password" in wrong.text
@@ -68,7 +70,8 @@ def test_wrong_passwords_lock_the_client_out(server: BackgroundServer) -> None:
         assert api.status_code == 401 and "too many wrong operator passwords" in api.json()["detail"]
         assert client.get("/monitor").status_code == 401  # the login page itself still shows
         assert client.post("/api/v1/predict", json=ANSWERS).status_code == 200  # the public side works
-    other = httpx.Client(base_url=server.url, transport=httpx.HTTPTransport(local_address="127.0.0.2"))
+    other = httpx.Client(base_url=server.url, timeout=60,
+                         transport=httpx.HTTPTransport(local_address="127.0.0.2"))
     with other:  # another address is not locked out
         assert other.get("/api/v1/monitor/summary", auth=("admin", PASSWORD)).status_code == 200
         assert other.post("/monitor/login", data={"password": PASSWORD},
@@ -90,9 +93,8 @@ def test_every_password_check_is_constant_time(monkeypatch: pytest.MonkeyPatch) 
     calls.clear()
     assert not check.check_basic("Basic " + base64.b64encode(b"admin:nope").decode())
     assert (b"nope", b"s3cret-password") in calls and (b"admin", b"admin") in calls  # both, always
-    calls.clear()
-    assert not check.check_cookie("9999999999.deadbeef")
-    assert len(calls) == 1
+    # A session cookie is looked up by its SHA-256 (web/guard/sessions.py): the server holds no secret the
+    # comparison could leak, so there is nothing to compare in constant time.
 
 
 def test_loopback_is_the_default_everywhere() -> None:

@@ -28,8 +28,12 @@ app = typer.Typer(
     help="heartrisk: heart-disease risk from the 2020 CDC survey, learning every day.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
-out = Console(soft_wrap=True)
-err = Console(stderr=True)
+#: No console markup or emoji codes: messages quote file names and CSV cells, and a cell holding
+#: `[link=https://…]click[/link]` became a clickable link in an error message (issue 12). The few
+#: styled words are rich ``Text`` objects (:func:`heartrisk.cli.render.styled`).
+out = Console(soft_wrap=True, markup=False, emoji=False)
+err = Console(stderr=True, markup=False, emoji=False)
+
 
 @contextmanager
 def friendly_errors() -> Iterator[None]:
@@ -38,7 +42,7 @@ def friendly_errors() -> Iterator[None]:
     try:
         yield
     except UserError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        err.print(render.styled("error:", "bold red", str(exc)), highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -125,17 +129,17 @@ def predict_command(
     out_path: Annotated[Path, typer.Option("--out", help="Where to write the scored rows (CSV).")],
 ) -> None:
     """Score a Kaggle-format CSV with the champion; bad rows are reported by line and skipped."""
-    from heartrisk.jobs.predict import predict_csv
+    from heartrisk.jobs.predict import PredictSettings, predict_csv
     from heartrisk.sources.kaggle import FIRST_DATA_LINE
 
-    result = predict_csv(settings_from(), csv, out_path)
+    result = predict_csv(settings_from(), csv, out_path, PredictSettings.from_env())
     out.print(f"{result.path}: scored {result.scored:,} of {result.rows_in_file:,} rows with model "
               f"version {result.model_version} (threshold {result.threshold:.3f}); "
               f"{result.predicted_positive:,} predicted at risk; wrote {result.out}")
-    if result.bad_lines:
-        err.print(f"[yellow]{len(result.bad_lines)} bad row(s) skipped:[/]")
+    if result.bad_rows:
+        err.print(render.styled(f"{result.bad_rows:,} bad row(s) skipped:", "yellow"))
         for problem in result.problems[:20]:
-            err.print("  " + problem.describe(FIRST_DATA_LINE), highlight=False, markup=False)
+            err.print("  " + problem.describe(FIRST_DATA_LINE), highlight=False)
         if len(result.problems) > 20:
             err.print(f"  … and {len(result.problems) - 20} more problem(s)")
 
@@ -186,8 +190,10 @@ def serve(
     from heartrisk.web.app import WebSettings
     from heartrisk.web.server import serve as run_server
 
+    web = WebSettings(host=host, port=port)  # web settings from the environment: checked first
+    web.security.hosts_for(host)
     out.print(f"serving on http://{host}:{port} (form /, API /api/v1, docs /docs)")
-    run_server(settings_from(), WebSettings(host=host, port=port))
+    run_server(settings_from(), web)
 
 
 @app.command()
@@ -235,6 +241,9 @@ def up(
         raise ConfigError(f"--first-model {first_model!r}: use 'quick' or 'full'")
     options = UpOptions(host=host, port=port, quick=quick, synthetic=synthetic, hours=hours,
                         stop_grace_s=stop_grace, schedule=schedule, first_model=first_model)
+    from heartrisk.web.guard.security import SecuritySettings
+
+    SecuritySettings.from_env().hosts_for(host)  # a bad web setting fails now, not after training
     run_up(settings_from(csv=csv), options)
 
 
@@ -314,7 +323,8 @@ def daily(
         out.print(f"{len(result.abandoned_runs)} earlier run(s) had been killed before writing anything "
                   "and were marked FAILED")
     if "error" in result.maintenance:
-        err.print(f"[yellow]heart_user maintenance failed:[/] {result.maintenance['error']}")
+        err.print(render.styled("heart_user maintenance failed:", "yellow",
+                                str(result.maintenance["error"])))
     if result.quarantined:
         out.print(f"{result.quarantined:,} implausible submission(s) quarantined instead of merged "
                   "(heart_user_quarantine_v1; `heartrisk status` counts them by rule)")
@@ -333,7 +343,7 @@ def infer(
     result = run_job(settings, "infer", lambda: run_infer(settings, hours=hours), on_wait=err.print)
     out.print(result.summary)
     if result.drift and not result.drift["window"]["enough"]:
-        err.print(f"[yellow]drift:[/] {result.drift['window']['note']}")
+        err.print(render.styled("drift:", "yellow", str(result.drift["window"]["note"])))
     if result.artifacts:
         out.print(f"monitoring images in {result.artifacts[0].parent} (MLflow run {result.run_id})")
 
@@ -352,6 +362,28 @@ def forget(
     settings = settings_from()
     result = run_job(settings, "forget", lambda: run_forget(settings, submission_id), on_wait=err.print)
     out.print(result.message, highlight=False)
+
+
+@app.command()
+@command
+def doctor(
+    repair: Annotated[bool, typer.Option(
+        "--repair", help="Fix what is safe to fix: duplicate keys, orphan files, expired leases.")] = False,
+) -> None:
+    """Check every table, the leases and the champions; with --repair fix what is safe (exit 1 if
+    problems are left)."""
+    from heartrisk.jobs.doctor import doctor as run_doctor
+
+    settings = settings_from()
+    result = (run_job(settings, "doctor", lambda: run_doctor(settings, repair=True), on_wait=err.print)
+              if repair else run_doctor(settings))
+    for finding in result.findings:
+        (out if finding.repaired else err).print(finding.line(), highlight=False, markup=False)
+    out.print(result.summary, highlight=False)
+    if result.unresolved:
+        if not repair:
+            out.print("run `heartrisk doctor --repair` to fix what can be fixed safely", highlight=False)
+        raise typer.Exit(1)
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m heartrisk`

@@ -2,6 +2,10 @@
 
 Kept apart from the commands (:mod:`heartrisk.cli.app`) so each command stays a few lines: read the
 settings, run one job, print what it returns through one of these functions.
+
+Nothing here is console markup: job summaries, errors and file names quote data (a CSV cell holding
+``[link=…]`` became a clickable link in an error message, issue 12), so styled words are rich ``Text``
+and the consoles print with ``markup=False``.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from typing import Any
 from rich.console import RenderableType
 from rich.pretty import Pretty
 from rich.table import Table
+from rich.text import Text
 
 from heartrisk.runtime.state import parse_time
 
@@ -18,11 +23,16 @@ from heartrisk.runtime.state import parse_time
 OUTCOME_COLOURS = {"ok": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}
 
 
+def styled(label: str, style: str, rest: str = "") -> Text:
+    """``label`` in ``style``, then ``rest`` as plain text (never read as markup)."""
+    return Text.assemble((label, style), (f" {rest}" if rest else ""))
+
+
 # ---------------------------------------------------------------------------------------- status
 def status_report(report: dict[str, Any]) -> list[RenderableType]:
     """`heartrisk status` for people: the home, the feature store, the jobs, then every other section."""
     report = dict(report)
-    shown: list[RenderableType] = [f"[bold]home[/] {report.pop('home')}",
+    shown: list[RenderableType] = [styled("home", "bold", str(report.pop("home"))),
                                    store_table(report.pop("feature_groups", {}))]
     if "jobs" in report.get("schedule", {}):
         shown += schedule_table(report.pop("schedule"))
@@ -45,24 +55,25 @@ def schedule_table(section: dict[str, Any]) -> list[RenderableType]:
     """The `schedule` section for people: a line about `up`, then one row per job."""
     up = section.get("up", {})
     if up.get("running"):
-        head = f"[bold]heartrisk up[/] pid {up.get('pid')}: {up.get('phase', '')}"
+        rest = f"pid {up.get('pid')}: {up.get('phase', '')}"
         if up.get("urls"):
-            head += f" · {up['urls'].get('form')}"
+            rest += f" · {up['urls'].get('form')}"
     else:
-        head = "[bold]heartrisk up[/] is not running" + (
-            f" (stopped {local_time(up['stopped_at'])})" if up.get("stopped_at") else "")
+        stopped = f" (stopped {local_time(up['stopped_at'])})" if up.get("stopped_at") else ""
+        rest = "is not running" + stopped
+    head = styled("heartrisk up", "bold", rest)  # Text: job messages are never markup
     table = Table("job", "schedule", "next run", "last run", "outcome", "took", "summary or error",
                   title="jobs")
     for name, job in section.get("jobs", {}).items():
         outcome = job.get("last_outcome", "")
-        shown = f"[{OUTCOME_COLOURS[outcome]}]{outcome}[/]" if outcome in OUTCOME_COLOURS else outcome
+        shown = Text(outcome, style=OUTCOME_COLOURS.get(outcome, ""))
         if job.get("failures_in_a_row"):
-            shown += f" ({job['failures_in_a_row']} in a row)"
+            shown.append(f" ({job['failures_in_a_row']} in a row)")
         next_run = f"retry {local_time(job['next_retry'])}" if job.get("next_retry") else local_time(
             job.get("next_run"))
         table.add_row(name, job.get("schedule", ""), next_run, local_time(job.get("last_start")), shown,
                       f"{job['duration_s']:.1f} s" if job.get("duration_s") is not None else "",
-                      job.get("last_error") or job.get("last_summary") or "")
+                      Text(job.get("last_error") or job.get("last_summary") or ""))
     return [head, table]
 
 

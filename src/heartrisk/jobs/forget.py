@@ -7,12 +7,17 @@ rows is not enough with Delta Lake: older table versions still point at the file
 the commit log records each file's min/max statistics and the delete's own predicate. So for each table
 this
 
-1. deletes the rows (one commit);
+1. deletes the rows (one commit, redone if a serve replica's commit won the race for the version:
+   no ``CommitFailedError`` reaches the user);
 2. purges the table's history (:meth:`~heartrisk.store.table.FeatureGroup.purge_history`): every data
    file the latest version does not use is vacuumed, and the commit log before a fresh checkpoint is
    removed, so neither the log nor an old version can be read back;
-3. rewrites the monitoring's cached reference samples without the row
-   (:func:`~heartrisk.monitoring.reads.scrub_reference_samples`).
+3. checks the latest version holds no such row (both steps under the table's maintenance lease, so a
+   compaction on another machine cannot write the row back between them);
+4. rewrites this machine's cached reference samples without the row
+   (:func:`~heartrisk.monitoring.reads.scrub_reference_samples`). Other machines' caches are keyed on
+   the time ``heart``'s history was last purged (a table property every machine reads), so they
+   rebuild theirs from the store, which no longer has the row.
 
 Every step is safe to repeat: a forget that was killed part-way is finished by running it again (it
 purges the history even when there is no row left to delete). The id must be a UUID, the only form
@@ -109,8 +114,8 @@ def forget(settings: Settings, submission_id: str) -> ForgetResult:
         group = open_group(settings, spec)
         if not group.exists():
             continue
-        removed[spec.table_name] = group.delete(predicate)
-        vacuumed += group.purge_history()
+        removed[spec.table_name], files = group.forget_rows(predicate)
+        vacuumed += files
         purged.append(spec.table_name)
     references = scrub_reference_samples(settings, user_record_id(sid))
     return ForgetResult(submission_id=sid, removed=removed, vacuumed_files=vacuumed,

@@ -137,19 +137,23 @@ class Pending:
 
 def unscored(settings: Settings, heart: Any, model_version: str, start: datetime,
              end: datetime) -> Pending:
-    """The rows of the window this model version has not scored yet.
+    """The rows of the window this model version has not scored yet, each record once.
 
-    Ids are compared first, so a run with nothing new reads one column, not the whole window.
+    Ids are compared first, so a run with nothing new reads one column, not the whole window. A record
+    id stored twice in ``heart`` (left by a race before issue 15, or a copy made by hand) is scored
+    once, the first row read, so a duplicate never stops inference; ``heartrisk doctor --repair``
+    removes it from the table.
     """
     from heartrisk.monitoring.reads import scored_ids
 
     columns = ["record_id", "event_time", "source", *FEATURE_NAMES, LABEL.name]
-    ids = heart.read_arrow(start=start, end=end, columns=["record_id"]).column("record_id")
+    ids = pc.unique(heart.read_arrow(start=start, end=end, columns=["record_id"]).column("record_id"))
     done = scored_ids(settings, model_version, start)
     already = (pc.sum(pc.is_in(ids, value_set=done)).as_py() or 0) if len(done) else 0
     if already == len(ids):
         return Pending(len(ids), None, pd.DataFrame(columns=columns))
     rows = heart.read(start=start, end=end, columns=columns)
+    rows = rows.drop_duplicates("record_id", keep="first").reset_index(drop=True)
     new = rows[~rows["record_id"].isin(done.to_numpy(zero_copy_only=False))] if len(done) else rows
     return Pending(len(rows), rows, new)
 

@@ -10,6 +10,7 @@ module is the only one that knows that layout (``heartrisk forget`` scrubs it th
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -119,12 +120,19 @@ def reference_sample(settings: Settings, model: Any, rows: int = REFERENCE_ROWS)
 
     The rows are ``heart`` as of the feature group version the model records (time travel), so the
     reference does not move as new rows arrive. Cached as Parquet under the monitoring folder, one
-    file per model version: a registered version never changes, so neither does its reference.
+    file per model version and purge of ``heart``'s history: a registered version never changes, but
+    ``heartrisk forget`` (on any machine) purges the history, and every replica then sees a new purge
+    time in the shared table and rebuilds its sample without the forgotten row.
     """
-    path = reference_folder(settings) / f"model-{model.version}.parquet"
+    group = open_group(settings, HEART)
+    purged = hashlib.sha256(group.purged_at().encode()).hexdigest()[:12]
+    path = reference_folder(settings) / f"model-{model.version}-{purged}.parquet"
     if path.is_file():
         return pd.read_parquet(path)
-    group = open_group(settings, HEART)
+    folder = reference_folder(settings)
+    older = [*folder.glob(f"model-{model.version}-*.parquet"), folder / f"model-{model.version}.parquet"]
+    for stale in older:
+        stale.unlink(missing_ok=True)  # built before the last purge: may hold a forgotten row
     columns = ["record_id", "source", *FEATURE_NAMES, LABEL.name]
     version = model.feature_group_version if model.feature_group_version >= 0 else None
     try:

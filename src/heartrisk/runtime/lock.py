@@ -5,6 +5,15 @@ slows both, and a feature pipeline next to inference would score a table that is
 commands, `heartrisk up`'s scheduler and `heartrisk daily` run from cron all take it, so they never
 overlap. The OS releases the lock when its holder dies, even by ``kill -9``, so a crash never leaves a
 lock that blocks the next start. Each run is recorded in ``jobs.json`` (:mod:`heartrisk.runtime.state`).
+
+A file lock holds on one machine only. With the store shared by several machines each run also holds
+the job's lease in the store (:mod:`heartrisk.store.lease`: ``job-daily``, ``job-infer``, …), renewed
+while it runs and expiring ``HEARTRISK_LEASE_TTL`` seconds after a crash. A run whose lease another
+machine holds waits ``HEARTRISK_LEASE_WAIT`` seconds (default 0), then stops with a message naming the
+holder and its expiry, and nothing is recorded: two cron runs of ``daily`` at 02:00 on two machines
+leave the state of one clean run. Different jobs take different leases: on separate machines a
+retrain does not slow a feature pipeline. Before the lease, the store is probed for conditional writes
+(:mod:`heartrisk.store.probe`): a store that ignores them is refused before anything runs.
 """
 
 from __future__ import annotations
@@ -24,12 +33,18 @@ from heartrisk.clock import utc_now
 from heartrisk.config import Settings
 from heartrisk.errors import UserError
 from heartrisk.runtime.state import JobState, iso, pid_alive
+from heartrisk.store.lease import LeaseBusyError, default_holder, held
+from heartrisk.store.objects import open_objects
+from heartrisk.store.probe import require_conditional_writes
 
 JOBS_LOCK = "jobs.lock"
 
 
 class JobBusyError(UserError, RuntimeError):
     """Another job holds the home's job lock and the caller would not wait (longer)."""
+
+
+__all__ = ["JobBusyError", "LeaseBusyError", "job_lease", "job_lock", "run_job"]
 
 
 class JobResult(Protocol):
@@ -93,18 +108,27 @@ def job_lock(
             raise JobBusyError(f"cannot run {name}: {_holder(state)} still holds the job lock "
                                f"after {wait:g} s") from None
     try:
-        run = JobRun(name=name, trigger=trigger, started=utc_now())
-        # The previous error stays visible while a retry runs; success clears it.
-        state.update_job(name, last_start=iso(run.started), last_end=None, last_outcome="running",
-                         last_trigger=trigger, pid=os.getpid())
-        try:
-            yield run
-        except BaseException as exc:
-            state.update(functools.partial(_record_end, run=run, exc=exc))
-            raise
-        state.update(functools.partial(_record_end, run=run, exc=None))
+        with job_lease(settings, name, on_wait=on_wait):
+            run = JobRun(name=name, trigger=trigger, started=utc_now())
+            # The previous error stays visible while a retry runs; success clears it.
+            state.update_job(name, last_start=iso(run.started), last_end=None, last_outcome="running",
+                             last_trigger=trigger, pid=os.getpid())
+            try:
+                yield run
+            except BaseException as exc:
+                state.update(functools.partial(_record_end, run=run, exc=exc))
+                raise
+            state.update(functools.partial(_record_end, run=run, exc=None))
     finally:
         lock.release()
+
+
+def job_lease(settings: Settings, name: str,
+              on_wait: Callable[[str], None] | None = None) -> contextlib.AbstractContextManager[Any]:
+    """The cross-machine lease of job ``name`` (see the module docstring), after the store's probe."""
+    require_conditional_writes(settings.store_root, settings.single_writer)
+    return held(open_objects(settings.store_root), f"job-{name}", default_holder(f"job '{name}'"),
+                ttl_s=settings.lease_ttl_s, wait_s=settings.lease_wait_s, on_wait=on_wait)
 
 
 def _record_end(data: dict[str, Any], run: JobRun, exc: BaseException | None) -> None:

@@ -31,7 +31,7 @@ from apscheduler.triggers.date import DateTrigger
 
 from heartrisk.clock import utc_now
 from heartrisk.config import Settings
-from heartrisk.runtime.lock import error_text, job_lock
+from heartrisk.runtime.lock import LeaseBusyError, error_text, job_lock
 from heartrisk.runtime.schedule import Schedule, ScheduleSettings
 from heartrisk.runtime.state import JobState, iso, parse_time
 
@@ -172,6 +172,8 @@ class JobScheduler:
             with self._running(name), job_lock(self.settings, name, trigger=trigger,
                                                 on_wait=log.info) as run:
                 run.summary = job.func()
+        except LeaseBusyError as exc:  # another machine runs this job now: its run counts, no retry
+            log.info("%s: not run here: %s", name, exc)
         except Exception as exc:
             log.error("%s: failed after %.1f s: %s", name, time.monotonic() - started,
                       error_text(exc), exc_info=log.isEnabledFor(logging.DEBUG))

@@ -6,7 +6,9 @@ others; :data:`SECTIONS` lists them in the order they are shown.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from heartrisk.config import Settings
@@ -15,6 +17,8 @@ from heartrisk.model.registry import registry_status
 from heartrisk.runtime.state import JobState, pid_alive
 from heartrisk.sources.quarantine import quarantine_status
 from heartrisk.store.groups import store_status
+from heartrisk.store.lease import read_leases
+from heartrisk.store.objects import open_objects
 from heartrisk.synth.registry import synthesizer_status
 
 
@@ -51,6 +55,17 @@ def schedule_status(settings: Settings) -> dict[str, Any]:
     return report
 
 
+def lease_status(settings: Settings) -> dict[str, Any]:
+    """The `leases` section: who holds which job or maintenance lease in the shared store, until when."""
+    now = time.time()
+    leases: dict[str, Any] = {}
+    for record, _ in read_leases(open_objects(settings.store_root)):
+        state = "free" if record.released else ("expired" if now >= record.expires_at else "held")
+        leases[record.name] = {"state": state, "holder": record.holder,
+                               "expires": datetime.fromtimestamp(record.expires_at, UTC).isoformat()}
+    return leases
+
+
 SECTIONS: dict[str, Callable[[Settings], dict[str, Any]]] = {
     "feature_groups": store_status,
     "registry": registry_status,
@@ -58,6 +73,7 @@ SECTIONS: dict[str, Callable[[Settings], dict[str, Any]]] = {
     "synthesizer": synthesizer_status,
     "batch_inference": infer_status,
     "quarantine": quarantine_status,
+    "leases": lease_status,
 }
 
 

@@ -30,6 +30,7 @@ from typing import Any, Literal
 from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
+from rich.text import Text
 
 from heartrisk.clock import utc_now
 from heartrisk.config import Settings
@@ -231,20 +232,22 @@ class Up:
     def __init__(self, settings: Settings, options: UpOptions, console: Console | None = None) -> None:
         self.settings = settings
         self.options = options
-        self.console = console or Console(stderr=True, soft_wrap=True)  # URLs stay whole
+        # URLs stay whole; no markup: job summaries and errors quote data (see cli.py).
+        self.console = console or Console(stderr=True, soft_wrap=True, markup=False, emoji=False)
         self.state = JobState(settings)
         self.server: Any = None
         self.scheduler: JobScheduler | None = None
         self.preloading: threading.Thread | None = None
         self.started = time.monotonic()
 
-    def say(self, text: str) -> None:
+    def say(self, text: str, style: str = "") -> None:
         elapsed = time.monotonic() - self.started
-        self.console.print(f"[dim]{datetime.now():%H:%M:%S} +{elapsed:5.1f}s[/] {text}", highlight=False)
+        self.console.print(Text.assemble((f"{datetime.now():%H:%M:%S} +{elapsed:5.1f}s", "dim"), " ",
+                                         (text, style)), highlight=False)
 
     def phase(self, text: str, **values: Any) -> None:
         self.state.update_up(phase=text, **values)
-        self.say(f"[bold]{text}[/]")
+        self.say(text, style="bold")
 
     def run(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -334,7 +337,7 @@ class Up:
 
     def print_where(self, urls: dict[str, str]) -> None:
         c, home = self.console, self.settings.home
-        c.rule("[bold green]heartrisk is up")
+        c.rule(Text("heartrisk is up", style="bold green"))
         c.print(f"  risk check form   {urls['form']}")
         c.print(f"  monitoring        {urls['dashboard']}  {operator_hint(self.settings)}")
         c.print(f"  API docs          {urls['api_docs']}")

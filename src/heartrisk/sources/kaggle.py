@@ -8,6 +8,7 @@ the line, the column and the value.
 from __future__ import annotations
 
 import gzip
+import io
 import shutil
 import zipfile
 import zlib
@@ -125,9 +126,29 @@ def read_kaggle_csv(
 
 
 def _read_cells(path: Path, label: str, on_rows: Callable[[int], None] | None) -> pd.DataFrame:
-    """Every cell as a string (empty = Unknown), read by pyarrow single-threaded so that a line with
-    the wrong number of fields can be named by its line number."""
+    """Every cell as a string (empty = Unknown), the whole file at once (see :func:`kaggle_blocks`)."""
+    tables = []
+    for table in kaggle_blocks(path, label):
+        tables.append(table)
+        if on_rows:
+            on_rows(table.num_rows)
+    return pa.concat_tables(tables).to_pandas()
+
+
+def kaggle_blocks(path: Path, label: str, max_bytes: int | None = None,
+                  limit_name: str = "", block_bytes: int = 1 << 22) -> Iterator[pa.Table]:
+    """The file's cells as Arrow tables of strings (Kaggle column names, empty = Unknown), one block of
+    about ``block_bytes`` of the file at a time: a reader that handles each block and lets it go needs
+    memory for one block, whatever the file's size.
+
+    Read by pyarrow single-threaded so that a line with the wrong number of fields can be named by its
+    line number. The header is checked before the first block is given; structural faults (header,
+    encoding, compression, field counts) raise :class:`DatasetError`, the field counts once the whole
+    file has been seen. ``max_bytes`` caps the bytes read (uncompressed, so a small .gz cannot expand
+    past it); ``limit_name`` is the setting to name when it is reached.
+    """
     bad_lines: list[str] = []
+    rows = 0
 
     def invalid_row(row: pv.InvalidRow) -> str:
         bad_lines.append(f"line {row.number}: {row.actual_columns} fields, expected {row.expected_columns}")
@@ -136,20 +157,22 @@ def _read_cells(path: Path, label: str, on_rows: Callable[[int], None] | None) -
     try:
         _check_text(path)
         with _open_binary(path) as handle:
+            source = handle if max_bytes is None else _Capped(handle, max_bytes, DatasetError(
+                f"{path}: holds more than {max_bytes / 1e6:g} MB uncompressed; at most "
+                f"{max_bytes / 1e6:g} MB are read{f' ({limit_name})' if limit_name else ''}: "
+                "split the file or raise the limit"))
             reader = pv.open_csv(
-                handle,
-                read_options=pv.ReadOptions(use_threads=False, block_size=1 << 22),
+                source,
+                read_options=pv.ReadOptions(use_threads=False, block_size=block_bytes),
                 parse_options=pv.ParseOptions(newlines_in_values=True, invalid_row_handler=invalid_row),
                 convert_options=pv.ConvertOptions(
                     column_types={c: pa.string() for c in BY_COLUMN},
                     strings_can_be_null=False, quoted_strings_can_be_null=False),
             )
             header = _check_header(path, reader.schema.names, label)
-            batches = []
             for batch in reader:
-                batches.append(batch)
-                if on_rows:
-                    on_rows(batch.num_rows)
+                rows += batch.num_rows
+                yield pa.Table.from_batches([batch]).select(header)
     except DatasetError:
         raise
     except (EOFError, gzip.BadGzipFile, zlib.error, zipfile.BadZipFile) as exc:
@@ -162,10 +185,30 @@ def _read_cells(path: Path, label: str, on_rows: Callable[[int], None] | None) -
         more = f"; … and {len(bad_lines) - 10} more" if len(bad_lines) > 10 else ""
         shown = "; ".join(bad_lines[:10]) + more
         raise DatasetError(f"{path}: not a well-formed CSV file: {shown}")
-    table = pa.Table.from_batches(batches, schema=reader.schema)
-    if table.num_rows == 0:
+    if rows == 0:
         raise DatasetError(f"{path}: the file has a header but no rows")
-    return table.select(header).to_pandas()
+
+
+class _Capped(io.RawIOBase):
+    """A byte stream that raises ``refusal`` once more than ``limit`` bytes were read (pyarrow passes
+    the exception on as it is, so the reader sees the :class:`DatasetError` that names the limit)."""
+
+    def __init__(self, inner: IO[bytes], limit: int, refusal: DatasetError) -> None:
+        super().__init__()
+        self.inner = inner
+        self.limit = limit
+        self.refusal = refusal
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        n = self.inner.readinto(buffer)  # type: ignore[attr-defined]
+        self.count += n or 0
+        if self.count > self.limit:
+            raise self.refusal
+        return n
 
 
 def _check_text(path: Path, head_bytes: int = 1 << 16) -> None:

@@ -4,7 +4,8 @@ One small, stable function, :func:`add_submission`. It appends one row to ``hear
 job merges it into ``heart``). Answers are checked by the feature spec; an unanswered question, or
 ``None``/"Unknown", stays null (imputation belongs to the model, not to the stored data).
 
-It is two steps that the web server's group-commit writer (web/submission_writer.py) also uses apart:
+It is two steps that the web server's group-commit writer
+(web/risk_check/submission_writer.py) also uses apart:
 :func:`submission_row` builds and checks the row (a refused submission fails here, before anything is
 queued), :func:`insert_submissions` writes any number of such rows in one Delta commit.
 """

@@ -110,7 +110,8 @@ GROUPS: tuple[GroupSpec, ...] = (HEART, HEART_USER, QUARANTINE, HEART_PREDICTION
 
 def open_group(settings: Settings, spec: GroupSpec) -> FeatureGroup:
     """The feature group ``spec`` in the settings' store (created lazily on first insert)."""
-    return FeatureGroup(spec=spec, root=settings.store_root, locks_dir=settings.locks_dir)
+    return FeatureGroup(spec=spec, root=settings.store_root, locks_dir=settings.locks_dir,
+                        lease_ttl_s=settings.lease_ttl_s, single_writer=settings.single_writer)
 
 
 def store_status(settings: Settings) -> dict[str, Any]:

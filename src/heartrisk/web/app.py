@@ -3,8 +3,12 @@
 ``create_app(settings)`` builds one FastAPI app from settings (a test builds its own on a temporary
 home). Order matters: the Gradio form is mounted at ``/`` and answers every path not routed before
 it, so the API (``/api/v1``), the docs (``/docs``) and the dashboard (``/monitor``) come first.
-Cross-cutting concerns (body size: web/limits.py; rate limits, security headers and generic 500s:
-web/security.py) are app-wide middleware, so they cover the API, the dashboard and the form alike.
+Cross-cutting concerns (body size: web/guard/limits.py; Host checks, security headers and generic 500s:
+web/guard/security.py) are app-wide middleware, so they cover the API, the dashboard and the form alike.
+The per-client state (who a client is, its submission budget) is made once here and handed to
+what counts it: the API's route, the form's share function, the dashboard's login
+(web/guard/operator_access.py) and the guard in front of Gradio (web/guard/gradio_routes.py), which opens only
+the routes the page uses.
 Two background threads live as long as the app (its lifespan starts and stops them): the model cache
 following the champion, and the submission writer that commits shared outcomes in batches.
 """
@@ -17,11 +21,16 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Mount
 
 from heartrisk import __version__
 from heartrisk.config import Settings
+from heartrisk.store.probe import require_conditional_writes
 from heartrisk.web.guard.limits import BodySizeLimit
+from heartrisk.web.guard.rate_limits import SubmissionLimit
 from heartrisk.web.guard.security import SecuritySettings, install_security
+from heartrisk.web.guard.shared import guard_state
 from heartrisk.web.risk_check import api
 from heartrisk.web.risk_check.model_cache import ModelCache
 from heartrisk.web.risk_check.submission_writer import DEFAULT_MAX_BATCH, SubmissionWriter
@@ -46,7 +55,8 @@ class WebSettings(BaseModel):
                                   description="most submissions written in one commit (submissions "
                                               "arriving during a commit are written together)")
     security: SecuritySettings = Field(default_factory=SecuritySettings.from_env,
-                                       description="rate limits (web/security.py; HEARTRISK_* variables)")
+                                       description="limits and proxies (web/guard/security.py; "
+                                                   "HEARTRISK_* variables)")
 
 
 def create_app(settings: Settings, web: WebSettings | None = None,
@@ -58,6 +68,8 @@ def create_app(settings: Settings, web: WebSettings | None = None,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # A store that ignores conditional writes would lose acknowledged submissions: refuse to start.
+        await run_in_threadpool(require_conditional_writes, settings.store_root, settings.single_writer)
         models.start()
         submissions.start()
         try:
@@ -76,31 +88,46 @@ def create_app(settings: Settings, web: WebSettings | None = None,
     app.state.web = web
     app.state.models = models
     app.state.submissions = submissions
+    guard = guard_state(web.security)  # memory, or the Redis every replica shares
+    keys = guard.keys
+    limit = SubmissionLimit(keys, guard.submissions)
+    app.state.client_keys = keys
+    app.state.submission_limit = limit
 
+    # No origin may use the app across sites. Declaring it also makes Gradio leave CORS to the app:
+    # on its own it answered any localhost origin with `Access-Control-Allow-Credentials: true`.
+    app.add_middleware(CORSMiddleware, allow_origins=[])
     app.add_middleware(BodySizeLimit, max_bytes=web.max_body_bytes)
-    install_security(app, web.security)  # outermost: headers, rate limits, generic 500s
+    install_security(app, web.security, web.host)  # outermost: Host, headers, generic 500s
     api.install_error_handlers(app)
     app.include_router(api.router)
     from heartrisk.web.dashboard.routes import mount_monitor  # the operator dashboard, before the form
 
-    mount_monitor(app, settings)
-    mount_form(app, settings, models, submissions, web)  # last: it takes every path not routed above
+    mount_monitor(app, settings, security=web.security, guard=guard)
+    mount_form(app, settings, models, submissions, web, limit)  # last: it takes every path not routed
     return app
 
 
 def mount_form(app: FastAPI, settings: Settings, models: ModelCache, submissions: SubmissionWriter,
-               web: WebSettings) -> None:
-    """Mount the Gradio risk check at ``/`` with deliberate concurrency and nothing recorded."""
+               web: WebSettings, limit: SubmissionLimit) -> None:
+    """Mount the Gradio risk check at ``/`` with deliberate concurrency, nothing recorded, and only
+    the routes the page uses open (web/guard/gradio_routes.py)."""
     import gradio as gr
 
+    from heartrisk.web.guard.gradio_routes import GradioGuard
     from heartrisk.web.risk_check.form import CSS, build_form
 
-    form = build_form(settings, models, submissions)
+    form = build_form(settings, models, submissions, limit)
     # Gradio runs 1 event at a time unless told otherwise; risk checks are short and CPU-light, so
     # several at once keep the page responsive under load. The queue bound sheds load politely.
-    form.queue(default_concurrency_limit=web.form_concurrency, max_size=web.form_queue_size)
+    # api_open=False: Gradio refuses /run and /api for queued events (the guard closes them anyway).
+    form.queue(default_concurrency_limit=web.form_concurrency, max_size=web.form_queue_size,
+               api_open=False)
     gr.mount_gradio_app(
         app, form, path="/", css=CSS, ssr_mode=False, run_history=False,
         footer_links=["gradio"], show_error=False, enable_monitoring=False,  # no internals to the page
         max_file_size=web.max_body_bytes,
     )
+    mounted = next(r for r in app.router.routes if isinstance(r, Mount) and r.path == "")
+    mounted.app.add_middleware(GradioGuard, blocks=form, keys=limit.keys, limit=limit,
+                               queue_per_client=web.security.queue_per_client)

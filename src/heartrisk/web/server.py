@@ -15,6 +15,7 @@ import uvicorn
 
 from heartrisk.config import Settings
 from heartrisk.web.app import WebSettings, create_app
+from heartrisk.web.guard.timeouts import with_request_deadline
 
 #: uvicorn's own access log would record client addresses; we log no identifiers.
 ACCESS_LOG = False
@@ -22,9 +23,21 @@ ACCESS_LOG = False
 
 def uvicorn_config(settings: Settings, web: WebSettings, log_level: str = "info",
                    **app_kwargs: Any) -> uvicorn.Config:
+    """uvicorn's settings for the app.
+
+    Client identity: uvicorn believes ``X-Forwarded-For``/``-Proto`` only from the proxies listed in
+    ``HEARTRISK_TRUSTED_PROXIES`` (none by default). Left to itself it trusts 127.0.0.1, so anything
+    reaching the server through a local hop could name its own client address and start a fresh rate
+    limit; and behind a proxy on another address, every user would be that proxy. The list is passed
+    explicitly so uvicorn's ``FORWARDED_ALLOW_IPS`` default never applies.
+    """
+    security = web.security
     return uvicorn.Config(
         create_app(settings, web, **app_kwargs), host=web.host, port=web.port,
         access_log=ACCESS_LOG, log_level=log_level, timeout_graceful_shutdown=10,
+        proxy_headers=bool(security.trusted_proxies),
+        forwarded_allow_ips=list(security.trusted_proxies),
+        http=with_request_deadline(security.request_timeout_s),
         # The app's own lifespan starts the model cache; uvicorn must run it.
         lifespan="on",
     )

@@ -1,4 +1,4 @@
-"""The dashboard's interactive charts (plotly), drawn from a :class:`~.monitor_data.Snapshot`.
+"""The dashboard's interactive charts (plotly), drawn from a :class:`~heartrisk.monitoring.snapshot.Snapshot`.
 
 Each function returns a plotly figure; the page embeds them with the plotly.js bundled in the plotly
 package (served by the app itself, so the dashboard works offline).

@@ -2,7 +2,8 @@
 
 Plain HTML rather than a second Gradio app: it is one request, loads no framework, works behind the
 same password as the JSON API and degrades to readable tables when a chart has nothing to draw.
-Every value is escaped; nothing here reads data, it only lays out a :class:`~.monitor_data.Snapshot`.
+Every value is escaped; nothing here reads data, it only lays out a
+:class:`~heartrisk.monitoring.snapshot.Snapshot`.
 """
 
 from __future__ import annotations

@@ -3,21 +3,22 @@
 The password is ``HEARTRISK_ADMIN_PASSWORD`` when set. Otherwise one is generated the first time a
 server starts, stored at ``<home>/admin_password`` with mode 0600 and printed once to stderr; later
 starts read it back and print nothing. Programs send it with HTTP Basic (user ``admin``); a browser
-logs in through a form and gets a session cookie signed with a key derived from the password, so
-changing the password ends every session and replicas of the server agree without shared state.
-Every comparison is constant-time (:func:`hmac.compare_digest`).
+logs in through a form and gets a server-side session (web/guard/sessions.py; the lockout and the rules of
+who is let in: web/guard/operator_access.py). Every comparison is constant-time (:func:`hmac.compare_digest`).
+
+The session cookie used to be ``expiry.HMAC(key, expiry)`` with the key derived from the password
+alone: anyone who knew the password could mint one valid until 2100, and logging out could not end
+one (issue 12). Sessions are now ids the server issued and can delete.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import os
 import secrets
 import sys
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,6 @@ PASSWORD_ENV = "HEARTRISK_ADMIN_PASSWORD"
 PASSWORD_FILE = "admin_password"
 USERNAME = "admin"
 COOKIE = "heartrisk_operator"
-SESSION_SECONDS = 12 * 3600
 REALM = "heartrisk monitoring"
 
 
@@ -74,7 +74,7 @@ def _to_stderr(message: str) -> None:
 
 @dataclass(frozen=True)
 class OperatorAuth:
-    """Checks a password, an HTTP Basic header or a session cookie against the operator password."""
+    """Checks a password or an HTTP Basic header against the operator password."""
 
     password: str
     source: str
@@ -99,28 +99,3 @@ class OperatorAuth:
         # Both compared, always, so the time taken says nothing about which one was wrong.
         user_ok = hmac.compare_digest(user.encode(), USERNAME.encode())
         return self.check_password(given) & user_ok
-
-    # ------------------------------------------------------------------ sessions
-    def _key(self) -> bytes:
-        return hashlib.sha256(b"heartrisk operator session\x00" + self.password.encode()).digest()
-
-    def _sign(self, expires: int) -> str:
-        return hmac.new(self._key(), str(expires).encode(), hashlib.sha256).hexdigest()
-
-    def session_cookie(self, now: float | None = None) -> str:
-        expires = int((time.time() if now is None else now) + SESSION_SECONDS)
-        return f"{expires}.{self._sign(expires)}"
-
-    def check_cookie(self, value: str | None, now: float | None = None) -> bool:
-        if not value or "." not in value:
-            return False
-        stamp, _, signature = value.partition(".")
-        if not stamp.isdigit():
-            return False
-        if not hmac.compare_digest(signature.encode(), self._sign(int(stamp)).encode()):
-            return False
-        return int(stamp) > (time.time() if now is None else now)
-
-    def allows(self, headers: Mapping[str, str], cookies: Mapping[str, str]) -> bool:
-        """A request may see the monitoring data: a valid Basic header or session cookie."""
-        return self.check_basic(headers.get("authorization")) or self.check_cookie(cookies.get(COOKIE))

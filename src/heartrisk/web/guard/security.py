@@ -1,49 +1,50 @@
-"""Security middleware: rate limits, security headers, generic 500s and address-free logs.
+"""Security middleware: the Host check, the headers on every answer, no tracebacks to clients.
 
 One pure ASGI middleware, outermost in the app, so it covers the JSON API, the dashboard and the Gradio
 form alike:
 
-* **Submission rate limit** per client: ``POST /api/v1/submissions`` and the form's share event (a
-  Gradio ``queue/join`` whose function is the ``share`` event) take a slot of a sliding window; a slot
-  is given back when the request does not store anything (4xx), so invalid bodies cost nothing. Over
-  the limit the answer is 429 with ``Retry-After``.
-* **Operator password failures**: a request to the dashboard or its API that carries credentials and
-  gets 401 counts as a failure; after ``login_failure_limit`` failures in ``login_window_s`` every
-  credentialed operator request from that client is refused unchecked (401 with ``Retry-After``,
-  the answer a wrong password gets, so clients need no new case) until the window has moved on.
-  (The password itself is compared in constant time by :mod:`heartrisk.web.guard.auth`.)
+* **Host**: a request whose ``Host`` is not one the server answers to (``HEARTRISK_ALLOWED_HOSTS``,
+  by default the loopback names and the address it serves on) gets 400 without the name echoed, and
+  the proxy headers Gradio would build its own URL from (``X-Forwarded-Host``, ``X-Gradio-Server``,
+  ``X-Forwarded-Proto``) are removed, so no page or redirect reflects a host a client chose.
+  (uvicorn has already taken the client address and scheme from a trusted proxy's headers.)
 * **Headers**: a Content Security Policy that lets the Gradio form and the Plotly dashboard run
   (inline scripts and styles from this origin only, nothing from other sites: no fonts, no trackers;
-  the dashboard also allows ``eval``, which plotly.js needs),
-  ``frame-ancestors 'none'`` and ``X-Frame-Options: DENY``, ``nosniff``, ``Referrer-Policy:
-  no-referrer``, and ``Cache-Control: no-store`` on the API (a prediction echoes health answers).
+  the dashboard also allows ``eval``, which plotly.js needs), ``frame-ancestors 'none'`` and
+  ``X-Frame-Options: DENY``, ``nosniff``, ``Referrer-Policy: no-referrer``;
+  ``Cache-Control: no-store`` on every answer but static files (a prediction, the form's queue
+  stream and a share all carry a person's answers or risk); ``Strict-Transport-Security`` on answers
+  sent over https (``HEARTRISK_HSTS_MAX_AGE_S``); and no ``Access-Control-Allow-*`` header ever
+  (Gradio answered any localhost origin with credentialed CORS; the app declares no cross-origin
+  use, and anything that slips past that is stripped here).
 * **No tracebacks to clients**: an exception that escapes the app, or a 500 from a mounted app,
   reaches the client as one generic JSON line; the details go to the server log.
 
-Clients are told apart by their address, held **in memory only** and only as a keyed hash (a key drawn
-at start, never written): the limiter cannot list the addresses it has seen, and nothing here logs or
-stores one. :class:`RedactAddresses` also keeps uvicorn's own loggers from writing client addresses.
+The limits are counted where the thing they protect happens, not by URL (issue 12 found the share
+event reachable through routes the middleware did not count): the submission budget
+(:class:`~heartrisk.web.guard.rate_limits.SubmissionLimit`) in the API's route and in the form's
+share function, the operator's password guesses in web/guard/operator_access.py, the form's queue
+share in web/guard/gradio_routes.py.
+
+Clients are told apart (and their budgets kept) by web/guard/rate_limits.py; which address is the
+client's is uvicorn's to say, from ``HEARTRISK_TRUSTED_PROXIES`` (web/server.py).
+:class:`RedactAddresses` also keeps uvicorn's own loggers from writing addresses.
+With ``HEARTRISK_REDIS_URL`` the budgets, the lockout's failure counts and the operator sessions live
+in a Redis every replica shares (web/guard/shared.py), so N replicas allow what one would.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import ipaddress
 import json
 import logging
-import secrets
-import time
-from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from heartrisk.config import settings_from_env
-from heartrisk.web.guard.auth import COOKIE as OPERATOR_COOKIE
-from heartrisk.web.guard.auth import REALM
+from heartrisk.config import ConfigError, settings_from_env
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +54,24 @@ ENV_VARS: dict[str, str] = {
     "submission_window_s": "HEARTRISK_SUBMISSION_WINDOW_S",
     "login_failure_limit": "HEARTRISK_LOGIN_FAILURE_LIMIT",
     "login_window_s": "HEARTRISK_LOGIN_WINDOW_S",
+    "session_s": "HEARTRISK_SESSION_S",
+    "trusted_proxies": "HEARTRISK_TRUSTED_PROXIES",
+    "allowed_hosts": "HEARTRISK_ALLOWED_HOSTS",
+    "queue_per_client": "HEARTRISK_QUEUE_PER_CLIENT",
+    "request_timeout_s": "HEARTRISK_REQUEST_TIMEOUT_S",
+    "hsts_max_age_s": "HEARTRISK_HSTS_MAX_AGE_S",
+    "redis_url": "HEARTRISK_REDIS_URL",
 }
 
-SUBMISSION_PATH = "/api/v1/submissions"
-#: Gradio events whose ``concurrency_id`` is one of these store a submission (see web/form.py).
-SUBMITTING_EVENTS = frozenset({"share"})
-OPERATOR_PREFIXES = ("/monitor", "/api/v1/monitor")
-#: Largest queue/join body read to find the event (the form's bodies are well under 2 KB).
-MAX_EVENT_BODY = 256 * 1024
-
 GENERIC_500 = {"detail": "internal error; the server log has the details", "errors": []}
+#: Host names every server answers to besides the address it serves on.
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+#: Request headers a client could use to make a page or redirect name another host (Gradio builds its
+#: root URL from them). A trusted proxy's scheme and client address reach uvicorn first.
+HOST_OVERRIDES = frozenset({b"x-forwarded-host", b"x-gradio-server", b"x-forwarded-proto"})
+#: Static files (the same for everyone, no answers in them): their own caching is kept.
+STATIC_PREFIXES = ("/assets/", "/static/", "/monitor/assets/")
+STATIC_PATHS = frozenset({"/theme.css", "/favicon.ico", "/robots.txt"})
 
 _SELF_ONLY = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
               "img-src 'self' data: blob:; font-src 'self' data:; media-src 'self' data: blob:; "
@@ -90,7 +99,7 @@ SECURITY_HEADERS: dict[str, str] = {
 
 
 class SecuritySettings(BaseModel):
-    """Limits of the web server. Defaults suit a public form; the load test raises them."""
+    """Limits and trust of the web server. Defaults suit a public form; the load test raises them."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -100,108 +109,84 @@ class SecuritySettings(BaseModel):
     login_failure_limit: int = Field(
         default=5, ge=1, description="wrong operator passwords per client per window before a lockout")
     login_window_s: float = Field(default=900, gt=0, description="the lockout window, seconds")
+    session_s: float = Field(default=12 * 3600, gt=0,
+                             description="an operator session ends this long after the login, seconds")
+    trusted_proxies: tuple[str, ...] = Field(default=(), description=(
+        "addresses or networks (CIDR) of the reverse proxies in front of the server: only their "
+        "X-Forwarded-For / X-Forwarded-Proto are believed. Default none: the client is the address "
+        "that connected (uvicorn's own default trusted 127.0.0.1, so any local hop could name its own "
+        "client)"))
+    allowed_hosts: tuple[str, ...] = Field(default=(), description=(
+        "Host names the server answers to, besides the loopback names ('*': any). Default: the "
+        "address it serves on; required when serving on every interface"))
+    queue_per_client: int = Field(default=8, ge=1, description=(
+        "form events one client may have waiting in the queue (one client filled the whole queue)"))
+    request_timeout_s: float = Field(default=15, gt=0, description=(
+        "a request's headers and body must arrive within this many seconds, or the connection is "
+        "closed (300 half-sent requests used to stay open)"))
+    hsts_max_age_s: int = Field(default=31_536_000, ge=0, description=(
+        "Strict-Transport-Security max-age sent on answers over https (0: none)"))
+    redis_url: str | None = Field(default=None, description=(
+        "Redis shared by the serve replicas for the limits, the lockout and the operator sessions "
+        "(redis://host:6379/0); unset: each server keeps them in its own memory"))
+
+    @field_validator("trusted_proxies", "allowed_hosts", mode="before")
+    @classmethod
+    def _listed(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network (e.g. 10.0.0.5 or "
+                                 "10.0.0.0/24); list the proxies themselves, never '*'") from None
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(host.lower().strip("[]") for host in value)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"{value!r}: use redis://host:port/db, rediss://… or unix://…")
+        return value
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> SecuritySettings:
         """Settings from ``HEARTRISK_SUBMISSION_LIMIT`` and friends; a bad value fails at start."""
         return settings_from_env(cls, ENV_VARS, "security settings", env, overrides)
 
-
-# ---------------------------------------------------------------------------------------- limits
-class ClientKeys:
-    """Client address -> an opaque key (HMAC with a per-process secret): no address is kept."""
-
-    def __init__(self) -> None:
-        self._secret = secrets.token_bytes(32)
-
-    def __call__(self, scope: Scope) -> bytes:
-        client = scope.get("client")
-        address = client[0] if client else ""
-        return hmac.new(self._secret, str(address).encode(), hashlib.sha256).digest()[:16]
-
-
-@dataclass
-class SlidingWindow:
-    """At most ``limit`` events per key in any ``window_s`` seconds (in memory, pruned as it goes)."""
-
-    limit: int
-    window_s: float
-    clock: Callable[[], float] = time.monotonic
-    max_keys: int = 100_000
-    _events: dict[bytes, deque[float]] = field(default_factory=dict)
-
-    def _recent(self, key: bytes, now: float) -> deque[float]:
-        events = self._events.get(key)
-        if events is None:
-            if len(self._events) >= self.max_keys:
-                self.prune(now)
-            events = self._events[key] = deque()
-        while events and events[0] <= now - self.window_s:
-            events.popleft()
-        return events
-
-    def retry_after(self, key: bytes) -> float:
-        """0 when ``key`` may go ahead now; else the seconds until its oldest event leaves the window."""
-        now = self.clock()
-        events = self._recent(key, now)
-        if len(events) < self.limit:
-            return 0.0
-        return max(0.0, events[0] + self.window_s - now)
-
-    def take(self, key: bytes) -> float:
-        """Reserve a slot for ``key`` if there is one (returns 0), else the seconds to wait."""
-        wait = self.retry_after(key)
-        if wait == 0:
-            self._events[key].append(self.clock())
-        return wait
-
-    def give_back(self, key: bytes) -> None:
-        """Return the newest slot of ``key`` (its request stored nothing)."""
-        events = self._events.get(key)
-        if events:
-            events.pop()
-
-    def record(self, key: bytes) -> None:
-        self._recent(key, self.clock()).append(self.clock())
-
-    def prune(self, now: float | None = None) -> None:
-        now = self.clock() if now is None else now
-        for key in [k for k, v in self._events.items() if not v or v[-1] <= now - self.window_s]:
-            del self._events[key]
-
-    def __len__(self) -> int:
-        return len(self._events)
+    def hosts_for(self, bind_host: str) -> frozenset[str] | None:
+        """The Host names to answer for a server bound to ``bind_host`` (None: any)."""
+        if "*" in self.allowed_hosts:
+            return None
+        if self.allowed_hosts:  # loopback names too: a local health check or proxy names them
+            return frozenset(self.allowed_hosts) | LOOPBACK_NAMES
+        bound = bind_host.lower().strip("[]")
+        if bound in ("0.0.0.0", "::", ""):
+            raise ConfigError(
+                f"{ENV_VARS['allowed_hosts']}: serving on every interface needs the host names clients "
+                "use, e.g. HEARTRISK_ALLOWED_HOSTS=heart.example.org (or '*' to answer any Host header)")
+        return LOOPBACK_NAMES | {bound}
 
 
 # ---------------------------------------------------------------------------------------- middleware
-def _json(status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None) -> tuple[dict, bytes]:
+def json_message(status: int, body: dict[str, Any],
+                 headers: Mapping[str, str] | None = None) -> tuple[dict, bytes]:
+    """A JSON answer as the ASGI start message and the body bytes."""
     content = json.dumps(body).encode()
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
     raw += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
     return {"type": "http.response.start", "status": status, "headers": raw}, content
-
-
-def too_many(what: str, wait: float) -> tuple[dict, bytes]:
-    seconds = max(1, int(wait + 0.999))
-    return _json(429, {"detail": f"too many {what} from this client; try again in {seconds} s",
-                       "errors": []}, {"retry-after": str(seconds)})
-
-
-def locked_out(wait: float, html: bool) -> tuple[dict, bytes]:
-    """The answer to a credentialed operator request while its client is locked out."""
-    seconds = max(1, int(wait + 0.999))
-    detail = (f"too many wrong operator passwords from this client; the password is not checked "
-              f"for {seconds} s")
-    headers = {"retry-after": str(seconds), "cache-control": "no-store"}
-    if not html:  # a 401 names its scheme, as the API's own 401s do
-        return _json(401, {"detail": detail, "errors": []},
-                     {**headers, "www-authenticate": f'Basic realm="{REALM}"'})
-    content = (f"<!doctype html><meta charset='utf-8'><title>heartrisk · monitoring</title>"
-               f"<p>{detail.capitalize()}.</p>").encode()
-    start = {"type": "http.response.start", "status": 401, "headers": [
-        (b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(content)).encode()),
-        *((k.encode(), v.encode()) for k, v in headers.items())]}
-    return start, content
 
 
 def content_policy(path: str) -> str:
@@ -213,57 +198,40 @@ def content_policy(path: str) -> str:
     return _SELF_ONLY
 
 
-def _is_operator(path: str) -> bool:
-    return any(path == p or path.startswith(p + "/") for p in OPERATOR_PREFIXES)
+def is_static(path: str) -> bool:
+    return path in STATIC_PATHS or path.startswith(STATIC_PREFIXES)
 
 
-def _credentialed(scope: Scope, headers: dict[bytes, bytes]) -> bool:
-    """The request tries to prove it is the operator (so a 401 is a wrong guess, not a first visit)."""
-    if scope["method"] == "POST" and scope["path"] == "/monitor/login":
-        return True
-    return b"authorization" in headers or OPERATOR_COOKIE.encode() in headers.get(b"cookie", b"")
+def host_name(value: str) -> str:
+    """``Example.org:8080`` -> ``example.org``; ``[::1]:7860`` -> ``::1``."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1:value.find("]")] if "]" in value else value
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
 
 
 class SecurityMiddleware:
-    """See the module docstring. ``submitting_events()`` gives the Gradio fn ids that store a row."""
+    """See the module docstring. ``allowed_hosts`` None answers any Host."""
 
     def __init__(self, app: ASGIApp, settings: SecuritySettings,
-                 submitting_events: Callable[[], set[int]] | None = None) -> None:
+                 allowed_hosts: frozenset[str] | None = None) -> None:
         self.app = app
         self.settings = settings
-        self.keys = ClientKeys()
-        self.submissions = SlidingWindow(settings.submission_limit, settings.submission_window_s)
-        self.failures = SlidingWindow(settings.login_failure_limit, settings.login_window_s)
-        self.submitting_events = submitting_events or (lambda: set())
+        self.allowed_hosts = allowed_hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         path, method = scope["path"], scope["method"]
-        headers = dict(scope.get("headers") or ())
-        key = self.keys(scope)
-        operator = _is_operator(path) and _credentialed(scope, headers)
-        if operator:
-            wait = self.failures.retry_after(key)
-            if wait:  # refused unchecked; still a 401, as a wrong password is, with Retry-After
-                await self._send(send, *locked_out(wait, html=not path.startswith("/api/")))
+        headers = scope.get("headers") or []
+        if self.allowed_hosts is not None:
+            host = next((v.decode("latin-1") for k, v in headers if k == b"host"), "")
+            if host_name(host) not in self.allowed_hosts:
+                refused = json_message(400, {"detail": "unknown Host header", "errors": []})
+                await self._send(send, *refused, scope)
                 return
-        submitting = method == "POST" and path.rstrip("/") == SUBMISSION_PATH
-        if method == "POST" and path.endswith("/queue/join"):
-            body, receive = await _buffered(receive)
-            if body is None:
-                return  # the client went away
-            if len(body) > MAX_EVENT_BODY:
-                await self._send(send, *_json(413, {"detail": "request body too large", "errors": []}))
-                return
-            submitting = self._is_submitting_event(body)
-        if submitting:
-            wait = self.submissions.take(key)
-            if wait:
-                await self._send(send, *too_many("submissions", wait))
-                return
-
+        scope = {**scope, "headers": [(k, v) for k, v in headers if k not in HOST_OVERRIDES]}
         state: dict[str, Any] = {"status": None, "swallow": False}
 
         async def send_secured(message: Message) -> None:
@@ -271,11 +239,11 @@ class SecurityMiddleware:
                 state["status"] = status = message["status"]
                 if status == 500:  # whatever a mounted app put in it, the client gets one generic line
                     state["swallow"] = True
-                    start, content = _json(500, GENERIC_500)
-                    await send(self._secured(start, path))
+                    start, content = json_message(500, GENERIC_500)
+                    await send(self._secured(start, scope))
                     await send({"type": "http.response.body", "body": content})
                     return
-                await send(self._secured(message, path))
+                await send(self._secured(message, scope))
                 return
             if state["swallow"]:
                 return
@@ -287,82 +255,28 @@ class SecurityMiddleware:
             log.exception("unhandled error on %s %s", method, path)  # no client address, no body
             if state["status"] is None:
                 state["status"] = 500
-                await self._send(send, *_json(500, GENERIC_500), path=path)
-        finally:
-            status = state["status"]
-            if submitting and (status is None or status >= 300):
-                self.submissions.give_back(key)
-            if operator and status == 401:
-                self.failures.record(key)
+                await self._send(send, *json_message(500, GENERIC_500), scope)
 
-    def _is_submitting_event(self, body: bytes) -> bool:
-        """A Gradio event that stores a submission (or one we cannot tell: counted, to be safe)."""
-        try:
-            fn_index = json.loads(body).get("fn_index")
-        except (ValueError, AttributeError):
-            return False  # not an event at all: Gradio refuses it
-        return not isinstance(fn_index, int) or fn_index in self.submitting_events()
-
-    def _secured(self, start: Message, path: str) -> Message:
-        headers = list(start.get("headers") or [])
-        present = {name.lower() for name, _ in headers}
+    def _secured(self, start: Message, scope: Scope) -> Message:
+        path = scope["path"]
         wanted = {**SECURITY_HEADERS, "content-security-policy": content_policy(path)}
-        if path.startswith("/api/"):
+        if not is_static(path):
             wanted["cache-control"] = "no-store"
+        if scope.get("scheme") == "https" and self.settings.hsts_max_age_s:
+            wanted["strict-transport-security"] = f"max-age={self.settings.hsts_max_age_s}"
+        forced = {b"cache-control"} if "cache-control" in wanted else set()
+        headers = [(k, v) for k, v in start.get("headers") or []
+                   if not k.lower().startswith(b"access-control-allow-") and k.lower() not in forced]
+        present = {name.lower() for name, _ in headers}
         headers += [(k.encode(), v.encode()) for k, v in wanted.items() if k.encode() not in present]
         return {**start, "headers": headers}
 
-    async def _send(self, send: Send, start: dict, content: bytes, path: str = "") -> None:
-        await send(self._secured(start, path))
+    async def _send(self, send: Send, start: dict, content: bytes, scope: Scope) -> None:
+        await send(self._secured(start, scope))
         await send({"type": "http.response.body", "body": content})
 
 
-async def _buffered(receive: Receive) -> tuple[bytes | None, Receive]:
-    """Read the whole body (up to just past :data:`MAX_EVENT_BODY`) and a ``receive`` replaying it."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return None, receive
-        chunk = message.get("body", b"")
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > MAX_EVENT_BODY or not message.get("more_body", False):
-            break
-    body = b"".join(chunks)
-    replayed = False
-
-    async def replay() -> Message:
-        nonlocal replayed
-        if not replayed:
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return body, replay
-
-
 # ---------------------------------------------------------------------------------------- installing
-def gradio_submitting_events(app: Any) -> Callable[[], set[int]]:
-    """The fn ids of the mounted Gradio form's events that store a submission (found lazily, once)."""
-    found: set[int] | None = None
-
-    def events() -> set[int]:
-        nonlocal found
-        if found is None:
-            ids: set[int] = set()
-            for route in app.router.routes:
-                blocks = getattr(getattr(route, "app", None), "get_blocks", None)
-                if blocks is not None:
-                    ids |= {int(i) for i, fn in blocks().fns.items()
-                            if getattr(fn, "concurrency_id", None) in SUBMITTING_EVENTS}
-            found = ids
-        return found
-
-    return events
-
-
 class RedactAddresses(logging.Filter):
     """Blanks the client address of uvicorn's per-request lines (access log, WebSocket handshakes).
 
@@ -390,8 +304,8 @@ def redact_server_logs() -> None:
             logger.addFilter(_REDACT)
 
 
-def install_security(app: Any, settings: SecuritySettings) -> None:
+def install_security(app: Any, settings: SecuritySettings, bind_host: str = "127.0.0.1") -> None:
     """Add the middleware as the app's outermost one (call after every other ``add_middleware``)."""
-    app.add_middleware(SecurityMiddleware, settings=settings, submitting_events=gradio_submitting_events(app))
+    app.add_middleware(SecurityMiddleware, settings=settings, allowed_hosts=settings.hosts_for(bind_host))
     app.state.security = settings
     redact_server_logs()

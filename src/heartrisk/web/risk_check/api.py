@@ -2,7 +2,7 @@
 
 A submission is checked in the thread pool (a refused one is answered 422 and never queued), then
 waits on the loop, holding no thread, for the submission writer's commit that holds it
-(web/submission_writer.py: submissions that arrive together share one Delta commit). The other routes
+(risk_check/submission_writer.py: submissions that arrive together share one Delta commit). The other routes
 only read memory and run on the loop; a prediction goes to the pool only when it is dear (see
 :func:`predict`).
 Every error body is an :class:`~heartrisk.web.risk_check.schemas.ErrorBody`: one readable line plus the fields
@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from heartrisk.validation import ValidationError
+from heartrisk.web.guard.rate_limits import SubmissionLimit, retry_seconds, too_many_detail
 from heartrisk.web.risk_check.model_cache import ModelCache, ModelUnavailableError
 from heartrisk.web.risk_check.risk import score
 from heartrisk.web.risk_check.schemas import (
@@ -43,8 +44,13 @@ PREFIX = "/api/v1"
 router = APIRouter(prefix=PREFIX, tags=["risk check"])
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    422: {"model": ErrorBody, "description": "an answer is invalid; `errors` names the field(s)"},
+    400: {"model": ErrorBody, "description": "the body cannot be parsed (e.g. not UTF-8)"},
     413: {"model": ErrorBody, "description": "the request body is too large"},
+    422: {"model": ErrorBody, "description": "an answer is invalid; `errors` names the field(s)"},
+}
+_LIMITED: dict[int | str, dict[str, Any]] = {
+    429: {"model": ErrorBody, "description": "too many submissions from this client; `Retry-After` "
+                                             "says when to send it again (nothing was stored)"},
 }
 _NO_MODEL: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorBody, "description": "no model is available yet; `detail` says why"},
@@ -91,15 +97,33 @@ async def predict(
 
 
 @router.post("/submissions", response_model=SubmissionCreated, status_code=status.HTTP_201_CREATED,
-             responses={**_ERRORS, **_STOPPING},
+             responses={**_ERRORS, **_LIMITED, **_STOPPING},
              summary="Share answers and a known diagnosis (consent required)")
 async def create_submission(
     body: SubmissionRequest,  # type: ignore[valid-type]
     writer: Annotated[SubmissionWriter, Depends(submission_writer)],
-) -> SubmissionCreated:
+    request: Request,
+) -> Response:
     # The schema already refused a body without `consent: true`; nothing reaches the store without it.
-    # Checked before it is queued (ValidationError -> 422, nothing stored); answered after the commit.
-    return SubmissionCreated(submission_id=await writer.submit(answers_dict(body), body.heart_disease))
+    # The client's budget is counted here, where a row is stored (a body the schema refused never
+    # got this far, so it costs nothing); a slot is given back when the store refuses the row or the
+    # server is stopping. Checked before it is queued (ValidationError -> 422, nothing stored);
+    # answered after the commit.
+    limit: SubmissionLimit = request.app.state.submission_limit
+    address = request.client.host if request.client else None
+    wait = limit.take(address)
+    if wait:
+        response = _error(429, too_many_detail("submissions", wait))
+        response.headers["retry-after"] = str(retry_seconds(wait))
+        return response
+    try:
+        submission_id = await writer.submit(answers_dict(body), body.heart_disease)
+    except BaseException:
+        limit.give_back(address)
+        raise
+    created = SubmissionCreated(submission_id=submission_id)
+    return Response(created.model_dump_json(), status_code=status.HTTP_201_CREATED,
+                    media_type="application/json")
 
 
 @router.get("/health", response_model=Health, summary="Is the server up, and is there a model")

@@ -8,7 +8,12 @@ lowered it and what was assumed for the Unknowns. Sharing an outcome is a separa
 a diagnosis and explicit consent; it stores the answers and the diagnosis, nothing else.
 
 The form's events are private to the page (no Gradio client API, no flagging, no run history kept in
-the browser): programs use the JSON API under ``/api/v1``.
+the browser): programs use the JSON API under ``/api/v1``. Gradio's validators run only on the queue
+path, and Gradio has routes that run an event without them (web/guard/gradio_routes.py closes those), so the
+event functions check everything again themselves: the answers, and for a share the diagnosis
+("Yes" or "No", never turned into "No") and the consent (the tick box's ``True``, nothing else). A
+share also takes a slot of the client's submission budget (web/guard/rate_limits.py), the same budget the
+API's submissions take, whichever URL reached it.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ import pandas as pd
 
 from heartrisk.config import Settings
 from heartrisk.features import BY_NAME, FEATURES, LABEL, Feature
-from heartrisk.validation import coerce
+from heartrisk.validation import ValidationError, coerce
+from heartrisk.web.guard.rate_limits import SubmissionLimit, too_many_detail
 from heartrisk.web.risk_check.model_cache import ModelCache, ModelUnavailableError
 from heartrisk.web.risk_check.risk import score
 from heartrisk.web.risk_check.schemas import Prediction
@@ -92,6 +98,33 @@ def parse_answers(values: tuple[Any, ...]) -> tuple[dict[str, Any], dict[str, st
                                                            else str(row[f.name]))
                for f in FEATURES}
     return answers, problems
+
+
+def checked_answers(values: tuple[Any, ...]) -> tuple[dict[str, Any], dict[str, str]]:
+    """:func:`parse_answers`, with values of the wrong count or kind reported instead of raised."""
+    if len(values) != len(FEATURES):
+        return {}, {"form": f"{len(values)} answers instead of {len(FEATURES)}"}
+    try:
+        return parse_answers(values)
+    except (TypeError, ValueError):
+        return {}, {"form": "an answer of the wrong kind"}
+
+
+def share_problem(answers: tuple[Any, ...], diagnosis: Any, consent: Any) -> str | None:
+    """Why a share must not be stored, or None: the checks of :func:`validate_share`, made again by
+    the share function itself (whatever route reached it)."""
+    if consent is not True:
+        return "the box agreeing to store your answers was not ticked."
+    if not isinstance(diagnosis, str) or diagnosis not in LABEL.values:
+        return "choose Yes or No: the diagnosis is what is being shared."
+    _, problems = checked_answers(answers)
+    if problems:
+        return "check the answers marked above (" + ", ".join(_field_names(problems)) + ")."
+    return None
+
+
+def _field_names(problems: dict[str, str]) -> list[str]:
+    return [short_name(name) if name in BY_NAME else name for name in problems]
 
 
 def validate_answers(*values: Any) -> list[dict[str, Any]]:
@@ -175,25 +208,46 @@ def imputed_markdown(result: Prediction) -> str:
 
 
 # ------------------------------------------------------------------------------------ the page
-def build_form(settings: Settings, models: ModelCache, submissions: SubmissionWriter) -> gr.Blocks:
+def build_form(settings: Settings, models: ModelCache, submissions: SubmissionWriter,
+               limit: SubmissionLimit | None = None) -> gr.Blocks:
     """The Blocks app (not yet mounted); :func:`heartrisk.web.app.create_app` mounts it at ``/``.
 
-    Shared outcomes go through the app's submission writer, as the API's do (one commit per batch)."""
+    Shared outcomes go through the app's submission writer, as the API's do (one commit per batch),
+    within the app's submission ``limit`` (none: a form built alone, as in a test)."""
 
     def check_risk(*values: Any) -> tuple[Any, Any, Any]:
+        answers, problems = checked_answers(values)
+        if problems:  # the validator shows each by its field; nothing is scored as Unknown instead
+            return ("**Please check your answers** (" + ", ".join(_field_names(problems)) + ").",
+                    None, "")
         try:
             scorer = models.get()
         except ModelUnavailableError as exc:
             return f"**No model is available yet.** {exc}", None, ""
-        result = score(scorer, [parse_answers(values)[0]])[0]
+        result = score(scorer, [answers])[0]
         return risk_markdown(result), factor_chart(result), imputed_markdown(result)
 
-    def share_outcome(*values: Any) -> str:
-        *answers, diagnosis, _consent = values
+    def share_outcome(request: gr.Request, *values: Any) -> str:
+        if len(values) != len(FEATURES) + 2:
+            return "**Nothing was stored**: the form was incomplete; reload the page."
+        *answers, diagnosis, consent = values
+        problem = share_problem(tuple(answers), diagnosis, consent)
+        if problem is not None:
+            return f"**Nothing was stored**: {problem}"
+        address = getattr(getattr(request, "client", None), "host", None)
+        wait = limit.take(address) if limit is not None else 0.0
+        if wait:
+            return f"**Nothing was stored**: {too_many_detail('shares', wait)}."
         try:  # waits for the commit that holds it: thanked only once it is stored
             submission_id = submissions.add(parse_answers(tuple(answers))[0], diagnosis == "Yes")
-        except WriterStoppedError:
-            return "**Nothing was stored**: the server is restarting. Please share again in a minute."
+        except BaseException as exc:
+            if limit is not None:  # nothing was stored: the slot goes back
+                limit.give_back(address)
+            if isinstance(exc, WriterStoppedError):
+                return "**Nothing was stored**: the server is restarting. Please share again in a minute."
+            if isinstance(exc, ValidationError):  # its message quotes the answers: not logged, not shown
+                return "**Nothing was stored**: an answer could not be stored; check the answers above."
+            raise
         return (f"**Thank you.** Your answers and diagnosis were stored anonymously "
                 f"(reference `{submission_id}`).")
 

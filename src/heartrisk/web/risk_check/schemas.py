@@ -96,6 +96,14 @@ def answers_dict(body: BaseModel) -> dict[str, Any]:
     return values
 
 
+def _agreed(value: bool) -> bool:
+    """Consent is the JSON ``true`` and nothing else. ``Literal[True]`` took ``1`` as well (pydantic
+    compares literals by equality, and ``1 == True``), although the API's types are strict."""
+    if value is not True:
+        raise ValueError("must be true: nothing is stored without the person's consent")
+    return value
+
+
 SubmissionRequest: type[BaseModel] = create_model(
     "SubmissionRequest",
     __base__=Answers,
@@ -103,9 +111,11 @@ SubmissionRequest: type[BaseModel] = create_model(
              "Stored as answered (Unknown stays null); no address or identifier is kept."),
     heart_disease=(StrictBool, Field(
         title=LABEL.question, description=f"{LABEL.question} {LABEL.help} true or false.")),
-    consent=(Literal[True], Field(
-        description="Must be true: the person agrees that these answers and the diagnosis are stored "
-                    "anonymously to evaluate and improve the model.")),
+    consent=(Annotated[StrictBool, AfterValidator(_agreed)], Field(
+        json_schema_extra={"const": True},
+        description="Must be true (the JSON value; 1 or \"true\" are refused): the person agrees that "
+                    "these answers and the diagnosis are stored anonymously to evaluate and improve the "
+                    "model.")),
 )
 
 
