@@ -14,7 +14,9 @@ from heartrisk.cli.app import command
 from heartrisk.errors import UserError
 
 #: Errors that never reach a person at the command line: the web server answers them itself.
-SERVER_ONLY = {"ModelUnavailableError", "WriterStoppedError"}
+#: Internal signals, caught where they are raised: a lost conditional write is retried or reported as a
+#: StoreError/JobBusyError naming the holder (store/objects.py, store/lease.py).
+SERVER_ONLY = {"ModelUnavailableError", "WriterStoppedError", "ConditionFailedError"}
 
 
 def heartrisk_errors() -> dict[str, type[BaseException]]:

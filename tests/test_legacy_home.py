@@ -108,3 +108,32 @@ def test_the_daily_job_feeds_heart_from_the_old_synthesizer(legacy: Settings) ->
     assert (result.synthetic_rows, result.synthesizer_version) == (20, "1")
     heart = open_group(legacy, HEART)
     assert heart.count(sources=["synthetic"]) == 20
+
+
+def test_synth_scrub_rewrites_the_old_synthesizer_without_its_rows_and_samples_as_before(
+        legacy: Settings, expected: dict) -> None:
+    """Issue 14, item 0: the old file holds CTGAN's row indices; `synth scrub` rewrites it (new checksum
+    recorded), `status` stops naming it, sampling is unchanged, and a second scrub has nothing to do."""
+    import torch
+    from typer.testing import CliRunner
+
+    from heartrisk.cli import app
+    from heartrisk.synth.registry import synthesizer_status
+    from heartrisk.synth.synthesizer import holds_training_rows
+
+    weights = next(legacy.home.rglob("ctgan.pt"))
+    assert holds_training_rows(torch.load(weights, weights_only=False, map_location="cpu"))
+    assert "1" in synthesizer_status(legacy)["versions_holding_training_rows"]
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["synth", "scrub"])
+    assert result.exit_code == 0, result.output
+    assert "rewrote version(s) 1" in result.output
+    assert not holds_training_rows(torch.load(weights, weights_only=False, map_location="cpu"))
+    assert "versions_holding_training_rows" not in synthesizer_status(legacy)
+    loaded = load_synthesizer(legacy)  # the new checksum is the one recorded
+    sample = loaded.synthesizer.sample(len(expected["sample"]), seed=expected["sample_seed"]).frame
+    want = pd.DataFrame(expected["sample"])[sample.columns]
+    pd.testing.assert_frame_equal(sample.reset_index(drop=True), want, check_dtype=False, rtol=1e-6)
+    again = runner.invoke(app, ["synth", "scrub"])
+    assert again.exit_code == 0 and "already free of training rows" in again.output

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from heartrisk.clock import as_utc
 from heartrisk.errors import UserError
 
 DEFAULT_HOME = Path(".heartrisk")
@@ -23,6 +25,7 @@ ENV_VARS: dict[str, str] = {
     "csv": "HEARTRISK_CSV",
     "store_uri": "HEARTRISK_STORE_URI",
     "mlflow_uri": "MLFLOW_TRACKING_URI",
+    "synth_submissions_from": "HEARTRISK_SYNTH_SUBMISSIONS_FROM",
     "lease_ttl_s": "HEARTRISK_LEASE_TTL",
     "lease_wait_s": "HEARTRISK_LEASE_WAIT",
     "single_writer": "HEARTRISK_SINGLE_WRITER",
@@ -64,6 +67,10 @@ class Settings(BaseModel):
     csv: Path | None = Field(default=None, description="local copy of the Kaggle CSV")
     store_uri: str | None = Field(default=None, description="feature store root (path or s3://)")
     mlflow_uri: str | None = Field(default=None, description="MLflow tracking URI")
+    synth_submissions_from: datetime | None = Field(default=None, description=(
+        "consent scope: submissions shared at or after this time also train the synthesizer, and the "
+        "form's consent text says so; unset (the default), submissions train and check the classifier "
+        "only. A time, not a switch: people who shared before the text changed agreed to less"))
     lease_ttl_s: float = Field(default=60.0, ge=5, le=3600, description=(
         "seconds a job's lease lives without renewal: how long a crashed run blocks other machines"))
     lease_wait_s: float = Field(default=0.0, ge=0, description=(
@@ -77,6 +84,11 @@ class Settings(BaseModel):
         if value and "://" in value and not value.startswith(("s3://", "s3a://", "file://")):
             raise ValueError(f"{value!r}: use a local path, file://… or s3://…")
         return value
+
+    @field_validator("synth_submissions_from")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else as_utc(value)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:

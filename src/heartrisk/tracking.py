@@ -29,6 +29,9 @@ BATCH = 900
 CHAMPION = "champion"
 #: The model version tag that says when and why a version became champion.
 PROMOTED_TAG = "promoted"
+#: The model version tag `heartrisk forget` sets on every version that learned from an erased row
+#: (when it was marked); such a version never becomes champion again (docs/reliability.md).
+ERASED_TAG = "learned_from_erased_rows"
 
 
 def client(settings: Settings) -> Any:
@@ -65,6 +68,13 @@ def set_champion(mlflow_client: Any, model_name: str, version: str, reason: str)
     """Point ``model_name@champion`` at ``version`` and tag the version with when and why."""
     mlflow_client.set_registered_model_alias(model_name, CHAMPION, version)
     mlflow_client.set_model_version_tag(model_name, version, PROMOTED_TAG, stamp(reason))
+
+
+def mark_erased(mlflow_client: Any, model_name: str, versions: Iterable[str]) -> None:
+    """Tag each version as having learned from an erased row (the tag says when; never which row)."""
+    for version in versions:
+        mlflow_client.set_model_version_tag(model_name, str(version), ERASED_TAG,
+                                            stamp("trained on a row that `heartrisk forget` erased"))
 
 
 def experiment_id(settings: Settings, name: str) -> str:

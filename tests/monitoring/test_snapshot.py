@@ -44,3 +44,28 @@ def test_infer_saves_the_report_the_dashboard_shows(trained: Settings,
     assert shown["metrics_all"] == pytest.approx(saved["metrics_all"], nan_ok=True)
     assert shown["drifted"] == saved["drift"]["drifted"]
     assert shown["predictions"]["champion_rows"] == 6000
+
+
+def test_a_synthetic_row_that_copies_a_real_one_is_never_listed(trained: Settings) -> None:
+    """Issue 14, item 5: a synthetic row equal to a Kaggle row (17 answers and the diagnosis) is someone's
+    answers; the recent-predictions list and the SHAP rows leave it out, a near copy stays listed."""
+    from datetime import timedelta
+
+    from heartrisk.jobs.daily import synthetic_rows
+    from heartrisk.monitoring.reads import copies_of_real
+
+    heart = open_group(trained, HEART)
+    kaggle = heart.read(sources=["kaggle"]).dropna().head(2).reset_index(drop=True)
+    kaggle.loc[1, "bmi"] = float(kaggle.loc[1, "bmi"]) + 0.37  # differs in one answer: not a copy
+    later = heart.read(columns=["event_time"])["event_time"].max().to_pydatetime() + timedelta(hours=1)
+    rows = synthetic_rows(kaggle, "copytest", later)
+    heart.insert(rows)
+    copy, near = rows["record_id"].tolist()
+    assert copies_of_real(trained, rows["record_id"]) == {copy}
+
+    run_infer(trained, hours=48, now=later)
+    snap = build_snapshot(trained, ReportSettings(hours=48, recent_rows=RECENT_ROWS), now=later)
+    listed = snap.recent["record_id"].tolist()
+    assert near in listed and copy not in listed and len(listed) == RECENT_ROWS
+    saved = pd.read_csv(trained.monitoring_dir / "recent_predictions.csv")["record_id"].tolist()
+    assert near in saved and copy not in saved

@@ -18,7 +18,7 @@ from heartrisk.config import Settings
 from heartrisk.features import FEATURE_NAMES, FEATURES, LABEL
 from heartrisk.jobs.synth_train import train_synthesizer
 from heartrisk.synth.fit import SynthSettings, data_bounds, data_precision
-from heartrisk.synth.gate import ChampionFigures, gate
+from heartrisk.synth.gate import ChampionFigures, PrivacyLimits, gate
 from heartrisk.synth.registry import (
     CHAMPION,
     REGISTERED_MODEL,
@@ -316,9 +316,11 @@ def test_a_clearly_worse_fit_is_registered_but_kept_out(gated_home: tuple[Settin
     assert client.get_run(poor.run_id).data.tags["decision"] == poor.decision
     champion_tags = client.get_model_version(REGISTERED_MODEL, good.version).tags
     assert champion_tags["promoted"].endswith(good.decision)
-    # The decision is the rule applied to the figures the registry holds for the champion.
+    # The decision is the rule applied to the figures the registry holds for the champion (the privacy
+    # gate, default limits, first: this fit passes it and is kept out on quality).
     held = {k: float(champion_tags[k]) for k in ("quality_overall", "tstr_roc_auc")}
-    assert poor.decision == gate(poor.metrics, ChampionFigures(good.version, held), 0.01).text
+    rule = gate(poor.metrics, ChampionFigures(good.version, held), 0.01, PrivacyLimits())
+    assert poor.decision == rule.text
 
 
 def test_cli_synth_train_prints_the_decision_and_promote_overrides_it(

@@ -44,8 +44,9 @@ def table(settings: Settings) -> FeatureGroup:
 def rows_per_commit(group: FeatureGroup, after_version: int) -> list[int]:
     """Rows added by each commit after ``after_version``, oldest first (from the Delta history)."""
     commits = [h for h in group.history() if h["version"] > after_version]
-    assert all(h["operation"] == "WRITE" for h in commits)
-    return [h["operationMetrics"]["num_added_rows"] for h in sorted(commits, key=lambda h: h["version"])]
+    assert all(h["operation"] == "MERGE" for h in commits)  # keyed inserts (store/table.py)
+    return [h["operationMetrics"]["num_target_rows_inserted"]
+            for h in sorted(commits, key=lambda h: h["version"])]
 
 
 def row(settings: Settings, i: int) -> object:

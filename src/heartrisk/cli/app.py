@@ -282,20 +282,50 @@ def synth_train(
     synth = SynthSettings.quick(**knobs) if quick else SynthSettings(**knobs)
     result = run_job(settings, "synth", lambda: train_synthesizer(settings, synth), on_wait=err.print)
     out.print(render.synthesizer_table(result))
+    out.print(render.privacy_table(result))
     out.print(result.decision, highlight=False)
     if not result.promoted:
-        out.print(f"to use it anyway: heartrisk synth promote {result.version}", highlight=False)
+        risk = "" if result.privacy_passed else " --accept-privacy-risk --reason '<why>'"
+        out.print(f"to use it anyway: heartrisk synth promote {result.version}{risk}", highlight=False)
 
 
 @synth_app.command("promote")
 @command
-def synth_promote(version: Annotated[str, typer.Argument(help="Version to make champion.")]) -> None:
-    """Make VERSION the champion synthesizer (no gate: the operator decides)."""
+def synth_promote(
+    version: Annotated[str, typer.Argument(help="Version to make champion.")],
+    accept_privacy_risk: Annotated[bool, typer.Option(
+        "--accept-privacy-risk", help="Promote a version that failed the privacy gate (needs --reason).")
+    ] = False,
+    reason: Annotated[str | None, typer.Option(
+        help="Why the privacy risk is accepted (recorded on the version with who accepted it).")] = None,
+) -> None:
+    """Make VERSION the champion synthesizer (no quality gate: the operator decides; a version that
+    failed the privacy gate needs --accept-privacy-risk)."""
+    import getpass
+
     _before_torch()
     from heartrisk.synth.registry import promote_synthesizer
 
-    version = promote_synthesizer(settings_from(), version)
+    accepted = None
+    if accept_privacy_risk:
+        if not reason or not reason.strip():
+            raise ConfigError("--accept-privacy-risk needs --reason '<why>' (it is recorded on the version)")
+        accepted = f"accepted by {getpass.getuser()}: {reason.strip()}"
+    version = promote_synthesizer(settings_from(), version, accept_privacy_risk=accepted)
     out.print(f"heart-synthesizer version {version} is now the champion", highlight=False)
+
+
+@synth_app.command("scrub")
+@command
+def synth_scrub() -> None:
+    """Rewrite synthesizer versions saved before training rows were stripped (samples do not change)."""
+    _before_torch()
+    from heartrisk.synth.registry import scrub_synthesizers
+
+    settings = settings_from()
+    result = run_job(settings, "synth-scrub", lambda: scrub_synthesizers(settings), on_wait=err.print)
+    out.print(f"rewrote version(s) {', '.join(result.versions)}: their files hold no training row now"
+              if result.versions else "every synthesizer version is already free of training rows")
 
 
 @app.command()
@@ -353,8 +383,12 @@ def infer(
 def forget(
     submission_id: Annotated[str, typer.Argument(
         help="The reference the person was given when they shared their outcome (a UUID).")],
+    retrain_now: Annotated[bool, typer.Option(
+        "--retrain-now", help="Replace a champion that learned from it now (else: at the next retrain).")
+    ] = False,
 ) -> None:
-    """Remove one shared submission from every table; purge their history so time travel cannot read it."""
+    """Remove one shared submission from every table and purge their history so time travel cannot read
+    it; mark every model version that learned from it."""
     from heartrisk.jobs.forget import check_submission_id
     from heartrisk.jobs.forget import forget as run_forget
 
@@ -362,6 +396,14 @@ def forget(
     settings = settings_from()
     result = run_job(settings, "forget", lambda: run_forget(settings, submission_id), on_wait=err.print)
     out.print(result.message, highlight=False)
+    if retrain_now:
+        _before_torch()
+        from heartrisk.jobs.erasure import retrain_champions
+
+        done = retrain_champions(settings, lambda name, body: run_job(settings, name, body,
+                                                                      on_wait=err.print))
+        for line in done.summaries or ["no champion learned from erased rows: nothing to retrain"]:
+            out.print(line, highlight=False)
 
 
 @app.command()

@@ -36,7 +36,15 @@ def status_report(report: dict[str, Any]) -> list[RenderableType]:
                                    store_table(report.pop("feature_groups", {}))]
     if "jobs" in report.get("schedule", {}):
         shown += schedule_table(report.pop("schedule"))
-    shown += [section_table(name, section) for name, section in report.items()]
+    synthesizer = report.get("synthesizer")
+    privacy = synthesizer.get("privacy") if isinstance(synthesizer, dict) else None
+    if privacy is not None:
+        report["synthesizer"] = {k: v for k, v in synthesizer.items() if k != "privacy"}
+    for name, section in report.items():
+        shown.append(section_table(name, section))
+        if name == "synthesizer" and privacy is not None:
+            shown.append(privacy_rows_table(privacy, f"synthesizer v{synthesizer.get('version')} privacy "
+                                                     "(held-out real rows the fit never saw)"))
     return shown
 
 
@@ -161,4 +169,31 @@ def synthesizer_table(result: Any) -> Table:
                   f"{m['seconds_per_epoch']:.2f} / {m['fit_seconds']:.0f} "
                   f"({m.get('fit_cpu_seconds', 0):.0f})",
                   "")
+    return table
+
+
+def privacy_table(result: Any) -> Table:
+    """A new synthesizer's privacy report beside the real-vs-real baselines and the gate's limits."""
+    from heartrisk.synth.privacy import privacy_rows
+
+    limits = result.limits.model_dump() if result.limits is not None else {}
+    sizes = result.privacy.sizes if result.privacy is not None else {}
+    title = (f"privacy of version {result.version}: {sizes.get('synthetic_rows', 0):,} synthetic rows; "
+             f"{sizes.get('attacked_members', 0):,} fit and {sizes.get('attacked_non_members', 0):,} "
+             "held-out rows attacked")
+    return privacy_rows_table(privacy_rows(result.metrics, limits), title)
+
+
+def privacy_rows_table(rows: dict[str, dict[str, Any]], title: str) -> Table:
+    """Privacy rows (:func:`heartrisk.synth.privacy.privacy_rows`) as a table."""
+    table = Table("measure", "synthetic", "real vs real", "gate", "", title=title)
+    for label, row in rows.items():
+        passed = row.get("passed")
+        mark = "" if passed is None else ("[green]pass[/]" if passed else "[bold red]FAIL[/]")
+        baseline = row.get("real_vs_real")
+        digits = 1 if label.startswith("seconds") else 3
+        table.add_row(label, f"{row['value']:.{digits}f}", "" if baseline is None else f"{baseline:.3f}",
+                      row.get("limit", ""), mark)
+    if not rows:
+        table.add_row("not measured (fitted before the privacy report)", "", "", "", "")
     return table

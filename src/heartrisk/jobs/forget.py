@@ -19,12 +19,17 @@ this
    the time ``heart``'s history was last purged (a table property every machine reads), so they
    rebuild theirs from the store, which no longer has the row.
 
+Before any of that it reaches the models (:func:`heartrisk.jobs.erasure.reach_models`): every
+registered classifier and synthesizer version that learned from the row is marked, and the champions
+among them are replaced (docs/reliability.md, "Erasure").
+
 Every step is safe to repeat: a forget that was killed part-way is finished by running it again (it
 purges the history even when there is no row left to delete). The id must be a UUID, the only form
 ``add_submission`` gives; checking it also keeps the SQL predicates free of injected text.
 
 The cost: the history of ``heart``, ``heart_user`` and ``heart_predictions`` before the forget can no
-longer be read (a model's lineage records the ``heart`` version it trained on; that version is gone).
+longer be read (a model's lineage records the ``heart`` version it trained on; that version is gone,
+which is why the lineage also records what the erasure rule needs without reading it back).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from dataclasses import dataclass, field
 
 from heartrisk.config import Settings
 from heartrisk.errors import UserError
+from heartrisk.jobs.erasure import Affected, reach_models
 from heartrisk.monitoring.reads import scrub_reference_samples
 from heartrisk.store.groups import (
     HEART,
@@ -59,6 +65,8 @@ class ForgetResult:
     vacuumed_files: int
     reference_files: int
     tables: tuple[str, ...] = field(default=())
+    #: The model versions that learned from the row (marked in the registry).
+    models: Affected = field(default_factory=Affected)
 
     @property
     def total(self) -> int:
@@ -67,7 +75,8 @@ class ForgetResult:
     @property
     def summary(self) -> str:
         """For the job record: counts only, never the id (jobs.json is not a place for it)."""
-        return f"removed {self.total} row(s)"
+        marked = len(self.models.classifiers) + len(self.models.synthesizers)
+        return f"removed {self.total} row(s)" + (f", marked {marked} model version(s)" if marked else "")
 
     @property
     def message(self) -> str:
@@ -77,7 +86,8 @@ class ForgetResult:
         where = ", ".join(f"{name} {n}" for name, n in self.removed.items() if n)
         return (f"forgot submission {self.submission_id}: removed {self.total} row(s) ({where}); "
                 f"{self.vacuumed_files} old data file(s) vacuumed and the commit history purged, so no "
-                f"older table version can bring it back; {self.reference_files} cached sample(s) cleaned")
+                f"older table version can bring it back; {self.reference_files} cached sample(s) cleaned; "
+                f"models: {self.models.message}")
 
 
 def check_submission_id(value: str) -> str:
@@ -107,6 +117,7 @@ def targets(submission_id: str) -> list[tuple[GroupSpec, str]]:
 def forget(settings: Settings, submission_id: str) -> ForgetResult:
     """Remove the submission from every table and purge their history (see the module docstring)."""
     sid = check_submission_id(submission_id)
+    models = reach_models(settings, sid)  # first: the rule needs the row, and a re-run marks the same
     removed: dict[str, int] = {}
     vacuumed = 0
     purged: list[str] = []
@@ -119,4 +130,4 @@ def forget(settings: Settings, submission_id: str) -> ForgetResult:
         purged.append(spec.table_name)
     references = scrub_reference_samples(settings, user_record_id(sid))
     return ForgetResult(submission_id=sid, removed=removed, vacuumed_files=vacuumed,
-                        reference_files=references, tables=tuple(purged))
+                        reference_files=references, tables=tuple(purged), models=models)

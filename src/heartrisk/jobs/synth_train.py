@@ -1,36 +1,47 @@
-"""`heartrisk synth train`: fit the CTGAN on real rows, measure it, register it, and make it the
-champion if it passes the gate (:mod:`heartrisk.synth.gate`: not worse than the champion on quality
-and TSTR by more than ``SynthSettings.promote_tolerance``).
+"""`heartrisk synth train`: fit the CTGAN on real rows, measure its quality and its privacy, register
+it, and make it the champion if it passes the gate (:mod:`heartrisk.synth.gate`: every privacy
+threshold first, then not worse than the champion on quality and TSTR by more than
+``SynthSettings.promote_tolerance``).
 
 Which real rows: the synthesizer is fitted only on records of the classifier's *train* side (the
 view's seeded hash split), so synthetic rows that later train a classifier carry nothing of the
-records that classifier is tested on. Its quality is measured on the *test* side, split in two:
-``selection`` rows pick the best snapshot, disjoint ``eval`` rows give the reported figures.
-Synthetic rows never train the synthesizer.
+records that classifier is tested on. Its quality and privacy are measured on the *test* side, split
+in two: ``selection`` rows pick the best snapshot, disjoint ``eval`` rows give the reported figures
+(and the privacy report's held-out rows; ``selection`` rows stand in for synthetic ones in its
+real-vs-real baselines). Synthetic rows never train the synthesizer.
+
+Consent scope: shared submissions (source ``user``) are left out unless the settings name a time
+from which people agreed to it (``Settings.synth_submissions_from``); then only submissions shared
+at or after it are used. The fit's lineage (table version, sources, user rows and the latest merge
+time among them) is recorded on the registered version, for `heartrisk forget`.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from heartrisk import tracking
 from heartrisk.config import Settings
 from heartrisk.features import FEATURE_NAMES, LABEL
 from heartrisk.progress import progress_bar
-from heartrisk.store.groups import HEART, REAL_SOURCES, open_group
-from heartrisk.store.view import FeatureView
+from heartrisk.store.groups import HEART, HEART_USER, open_group, user_record_ids
+from heartrisk.store.lineage import Lineage, user_rows_read
+from heartrisk.store.view import FeatureView, Split
 from heartrisk.synth.fit import EpochReport, FitResult, SynthSettings, fit_synthesizer
-from heartrisk.synth.gate import GateDecision, gate
+from heartrisk.synth.gate import GateDecision, PrivacyLimits, gate
+from heartrisk.synth.privacy import PrivacyReport, PrivacySettings, measure_privacy
 from heartrisk.synth.quality import Quality, measure_quality
 from heartrisk.synth.registry import EXPERIMENT, champion_figures, register_synthesizer
-from heartrisk.synth.synthesizer import SynthError
+from heartrisk.synth.synthesizer import SynthError, Synthesizer
 from heartrisk.tracking import TrackedRun
 
 #: Fewest held-out real rows worth measuring quality on.
@@ -39,12 +50,14 @@ MIN_HOLDOUT_ROWS = 200
 
 @dataclass(frozen=True)
 class RealRows:
-    """Fit, selection and evaluation rows (spec names, label as bool), and the table version."""
+    """Fit, selection and evaluation rows (spec names, label as bool), the table version and the
+    lineage to record on the registered version."""
 
     fit: pd.DataFrame
     selection: pd.DataFrame
     evaluation: pd.DataFrame
     table_version: int
+    lineage: Lineage
 
 
 @dataclass
@@ -57,6 +70,9 @@ class SynthTrainResult:
     promoted: bool
     #: The gate's decision in words with the figures ("promoted: …" / "kept out: …").
     decision: str
+    privacy: PrivacyReport | None = None
+    limits: PrivacyLimits | None = None
+    privacy_passed: bool = True
 
     @property
     def summary(self) -> str:
@@ -70,11 +86,49 @@ def _frame(X: pd.DataFrame, y: pd.Series) -> pd.DataFrame:
     return out
 
 
+def fit_sources(settings: Settings) -> tuple[str, ...]:
+    """The sources a fit may read: Kaggle records, and shared submissions only if people consented."""
+    return ("kaggle", "user") if settings.synth_submissions_from is not None else ("kaggle",)
+
+
+def consented_users(settings: Settings) -> set[str] | None:
+    """Record ids of the submissions shared at or after ``synth_submissions_from`` (None: not used)."""
+    since = settings.synth_submissions_from
+    if since is None:
+        return None
+    group = open_group(settings, HEART_USER)
+    if not group.exists():
+        return set()
+    shared = group.read(columns=["submission_id", "submitted_at"])
+    return set(user_record_ids(shared.loc[shared["submitted_at"] >= pd.Timestamp(since), "submission_id"]))
+
+
+def _keep(ids: pd.Series, users: set[str] | None) -> np.ndarray:
+    """Rows a fit may use: every non-user row, and the user rows whose person agreed to it."""
+    is_user = ids.str.startswith("user:").to_numpy()
+    if users is None:
+        return ~is_user
+    return ~is_user | ids.isin(users).to_numpy()
+
+
+def _consented_side(split: Split, users: set[str] | None) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
+    train_keep, test_keep = _keep(split.train_ids, users), _keep(split.test_ids, users)
+    train = _frame(split.X_train[train_keep], split.y_train[train_keep])
+    test = _frame(split.X_test[test_keep], split.y_test[test_keep])
+    return train.reset_index(drop=True), test.reset_index(drop=True), split.train_ids[train_keep]
+
+
 def real_rows(settings: Settings, synth: SynthSettings) -> RealRows:
     """Sample the fit rows from the train side and split the test side into selection + eval."""
-    view = FeatureView(open_group(settings, HEART), sources=REAL_SOURCES)
+    group = open_group(settings, HEART)
+    sources = fit_sources(settings)
+    view = FeatureView(group, sources=sources)
     split = view.train_test_split(test_size=synth.test_size, seed=synth.split_seed, include_synthetic=False)
-    train, test = _frame(split.X_train, split.y_train), _frame(split.X_test, split.y_test)
+    train, test, train_ids = _consented_side(split, consented_users(settings))
+    count, until = user_rows_read(group, split.table_version, train_ids)
+    lineage = Lineage(group=split.group, table_version=split.table_version, sources=sources,
+                      split_seed=synth.split_seed, test_size=synth.test_size, user_rows=count,
+                      user_until=until, submissions_from=settings.synth_submissions_from)
     if len(train) < synth.batch_size or len(test) < MIN_HOLDOUT_ROWS:
         raise SynthError(
             f"heart holds {len(train) + len(test):,} real rows ({len(train):,} to fit on, {len(test):,} "
@@ -87,7 +141,7 @@ def real_rows(settings: Settings, synth: SynthSettings) -> RealRows:
     selection_rows = synth.score_rows if len(test) >= wanted else len(test) * synth.score_rows // wanted
     selection = test.iloc[:selection_rows].reset_index(drop=True)
     evaluation = test.iloc[selection_rows:selection_rows + synth.eval_rows].reset_index(drop=True)
-    return RealRows(fit, selection, evaluation, split.table_version)
+    return RealRows(fit, selection, evaluation, split.table_version, lineage)
 
 
 def _log_quality(run: TrackedRun, quality: Quality, fit: FitResult) -> None:
@@ -111,40 +165,65 @@ def _log_history(run: TrackedRun, history: list[EpochReport]) -> None:
 
 
 def train_synthesizer(settings: Settings, synth: SynthSettings | None = None,
-                      show_progress: bool = True, promote: bool = True) -> SynthTrainResult:
+                      show_progress: bool = True, promote: bool = True,
+                      privacy: PrivacySettings | None = None) -> SynthTrainResult:
     """Fit, measure, log and register a synthesizer; it becomes champion only through the gate.
 
     ``promote=False`` registers without promoting at all (the gate's verdict is still recorded).
     The run is marked FAILED if any step fails, and then nothing is registered.
     """
     synth = synth or SynthSettings()
+    privacy = privacy or PrivacySettings()
     settings.ensure_home()
     rows = real_rows(settings, synth)
     with tracking.run(settings, EXPERIMENT, "synth-train", tags={"job": "synth-train"}) as run:
         run.log_params({**synth.model_dump(), "fit_rows": len(rows.fit),
                         "selection_rows": len(rows.selection), "eval_rows_used": len(rows.evaluation),
-                        "heart_table_version": rows.table_version})
+                        "heart_table_version": rows.table_version,
+                        "fit_sources": ",".join(rows.lineage.sources),
+                        "fit_user_rows": rows.lineage.user_rows,
+                        **{f"privacy_{k}": v for k, v in privacy.model_dump(exclude={"limits"}).items()},
+                        **{f"privacy_limit_{k}": v for k, v in privacy.limits.model_dump().items()}})
         fit = _fit_with_progress(rows, synth, show_progress, lambda report: _log_snapshot(run, report))
         quality = measure_quality(fit.synthesizer, rows.fit, rows.evaluation, seed=synth.seed)
-        metrics = {**quality.metrics, "seconds_per_epoch": fit.seconds_per_epoch,
+        report = privacy_report(fit.synthesizer, rows, privacy, seed=synth.seed)
+        metrics = {**quality.metrics, **report.metrics, "seconds_per_epoch": fit.seconds_per_epoch,
                    "fit_seconds": fit.fit_seconds, "fit_cpu_seconds": fit.fit_cpu_seconds,
                    "prepare_seconds": fit.prepare_seconds, "epochs_run": float(len(fit.history))}
         run.log_params({"best_epoch": fit.synthesizer.info.best_epoch})
         run.log_metrics(metrics)
         _log_history(run, fit.history)
         _log_quality(run, quality, fit)
-        decision = decide(settings, metrics, synth.promote_tolerance, promote)
+        run.log_text(json.dumps({**report.to_json(), "limits": privacy.limits.model_dump()}, indent=2),
+                     "privacy/privacy.json")
+        decision = decide(settings, metrics, synth.promote_tolerance, promote, privacy.limits)
         run.set_tags({"decision": decision.text})
-        version = register_synthesizer(settings, run, fit.synthesizer, metrics, decision)
-    return SynthTrainResult(version, run.run_id, metrics, fit, rows, decision.promoted, decision.text)
+        version = register_synthesizer(settings, run, fit.synthesizer, metrics, decision,
+                                       lineage=rows.lineage.to_tags())
+    passed = decision.privacy.passed if decision.privacy is not None else True
+    return SynthTrainResult(version, run.run_id, metrics, fit, rows, decision.promoted, decision.text,
+                            report, privacy.limits, passed)
 
 
-def decide(settings: Settings, metrics: dict[str, float], tolerance: float, promote: bool) -> GateDecision:
+def privacy_report(synthesizer: Synthesizer, rows: RealRows, privacy: PrivacySettings,
+                   seed: int) -> PrivacyReport:
+    """The privacy report of a fit (:mod:`heartrisk.synth.privacy`); ``privacy_seconds`` counts the
+    sampling too, so it is all the report adds to the fit."""
+    started = time.perf_counter()
+    sample = synthesizer.sample(privacy.synthetic_rows, seed=seed + 3).frame
+    report = measure_privacy(rows.fit, rows.evaluation, rows.selection, sample, privacy)
+    report.metrics["privacy_seconds"] = time.perf_counter() - started
+    return report
+
+
+def decide(settings: Settings, metrics: dict[str, float], tolerance: float, promote: bool,
+           limits: PrivacyLimits | None = None) -> GateDecision:
     """The gate against the champion of this moment (read after the fit, not before it)."""
-    verdict = gate(metrics, champion_figures(settings), tolerance)
+    verdict = gate(metrics, champion_figures(settings), tolerance, limits)
     if promote:
         return verdict
-    return GateDecision(False, f"kept out: registered without promotion (the gate said {verdict.text!r})")
+    return GateDecision(False, f"kept out: registered without promotion (the gate said {verdict.text!r})",
+                        verdict.privacy)
 
 
 def _log_snapshot(run: TrackedRun, report: EpochReport) -> None:

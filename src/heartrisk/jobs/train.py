@@ -8,8 +8,13 @@
    (:mod:`heartrisk.model.gate`).
 4. Everything is logged to one MLflow run (experiment ``training``: parameters, test metrics, the Delta
    table version read, plots, the candidate table, the git commit) and the model is registered as
-   ``heart-risk-classifier``; it becomes champion only if the gate promoted it
-   (:func:`heartrisk.model.registry.register_model`).
+   ``heart-risk-classifier`` with its lineage (:mod:`heartrisk.store.lineage`: what `heartrisk forget`
+   needs to tell whether it learned from a person's row); it becomes champion only if the gate
+   promoted it (:func:`heartrisk.model.registry.register_model`).
+
+No artifact holds a person's answers: the input example is made from the feature spec, the SHAP plot
+explains Kaggle test records only (shared submissions are never drawn per row), and a SMOTE step
+keeps no neighbours (:func:`heartrisk.model.estimator.without_training_rows`).
 """
 
 from __future__ import annotations
@@ -45,7 +50,8 @@ from heartrisk.model.training import (
     search,
 )
 from heartrisk.progress import progress_bar
-from heartrisk.store.groups import HEART, open_group
+from heartrisk.store.groups import HEART, from_sources, open_group
+from heartrisk.store.lineage import Lineage, user_rows_read
 from heartrisk.store.table import StoreError
 from heartrisk.store.view import FeatureView
 from heartrisk.tracking import TrackedRun
@@ -124,9 +130,9 @@ def train(settings: Settings, ts: TrainSettings | None = None) -> TrainResult:
         with tracking.run(settings, ts.experiment, f"{chosen.family}-{chosen.treatment}") as run:
             log_run(run, settings, ts, data, model, chosen, metrics, table, p_test, decision)
             tags = {**version_tags(model, data), "decision": decision.text,
+                    **training_lineage(settings, data, ts).to_tags(),
                     **{f"test_{k}": f"{metrics[k]:.4f}" for k in ("roc_auc", "pr_auc", "brier", "f1")}}
-            version = register_model(settings, run, model, input_example(data), tags, decision,
-                                     ts.serialization)
+            version = register_model(settings, run, model, tags, decision, ts.serialization)
         bar.advance(logging_task)
     return TrainResult(
         version=version, run_id=run.run_id, promoted=decision.promoted, decision=decision.text,
@@ -176,7 +182,8 @@ def log_run(run: TrackedRun, settings: Settings, ts: TrainSettings, data: Prepar
         title = f"{chosen.family} / {chosen.treatment} (test, real records)"
         for path in save_plots(data.y_test, p_test, model.threshold, folder / "plots", title):
             run.log_artifact(path, "plots")
-        rows = data.X_test.sample(min(ts.shap_rows, len(data.X_test)), random_state=ts.seed)
+        curated = data.X_test[from_sources(data.split.test_ids, ("kaggle",))]  # per-row plot: no person
+        rows = curated.sample(min(ts.shap_rows, len(curated)), random_state=ts.seed)
         contributions, _ = explain(model, rows, validate=False)
         run.log_artifact(shap_summary_plot(contributions, folder / "plots" / "shap_summary.png"), "plots")
         table.to_csv(folder / "candidates.csv", index=False)
@@ -214,11 +221,14 @@ def version_tags(model: Any, data: Prepared) -> dict[str, str]:
             "feature_group": data.split.group, "feature_group_version": str(data.split.table_version)}
 
 
-def input_example(data: Prepared) -> pd.DataFrame:
-    """Three test rows, with some answers Unknown to show that Unknown is accepted."""
-    example = data.X_test.head(3).astype(object).where(data.X_test.head(3).notna(), None)
-    example.loc[0, ["bmi", "smoking", "gen_health"]] = None
-    return example
+def training_lineage(settings: Settings, data: Prepared, ts: TrainSettings) -> Lineage:
+    """What the model learned from (:mod:`heartrisk.store.lineage`): the training side's sources, its
+    user rows and their latest merge time, and the split that kept the test side out."""
+    split = data.split
+    count, until = user_rows_read(open_group(settings, HEART), split.table_version, split.train_ids)
+    return Lineage(group=split.group, table_version=split.table_version,
+                   sources=tuple(sorted(set(split.train_sources))), split_seed=ts.seed,
+                   test_size=ts.test_size, user_rows=count, user_until=until)
 
 
 def _has_tabulate() -> bool:

@@ -130,6 +130,19 @@ CANDIDATES: dict[str, dict[str, Any]] = {
 }
 
 
+def without_training_rows(pipeline: Pipeline) -> Pipeline:
+    """The fitted pipeline with its resampling step unfitted again: a fitted SMOTE keeps a
+    nearest-neighbour index of every positive training row (encoded), which would then be saved with
+    the model. Resampling only happens while fitting (imbalanced-learn skips it when predicting), so
+    predictions and explanations are unchanged. Returns the same pipeline object."""
+    from sklearn.base import clone
+
+    step = pipeline.named_steps["resample"]
+    if not isinstance(step, str):
+        pipeline.steps[[name for name, _ in pipeline.steps].index("resample")] = ("resample", clone(step))
+    return pipeline
+
+
 def model_input(X: pd.DataFrame, validate: bool = True) -> pd.DataFrame:
     """The 17 answers as the pipeline wants them: numbers float, answers str, Unknown = NaN.
 

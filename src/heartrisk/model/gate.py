@@ -5,6 +5,9 @@ stratified bootstrap of the PR-AUC difference (:func:`heartrisk.model.evaluation
 
 * no champion, or a champion that cannot score today's records: promote (something must serve, and
   a champion that cannot defend its title does not keep it);
+* a champion that learned from a row `heartrisk forget` erased: promote unless the new model is
+  clearly worse (the whole 95 % interval below 0): the erased row must stop being served, and a
+  retrain without it scores within the noise of the champion, so "better" would keep it forever;
 * fewer than :data:`MIN_POSITIVES` records of either class among the judging records: keep out (the
   difference could not be told from noise);
 * otherwise promote only if the whole 95 % interval of the difference is above 0.
@@ -37,6 +40,8 @@ class ChampionScores:
     version: str
     probabilities: np.ndarray | None
     error: str = ""
+    #: The champion learned from an erased row (its registry version is tagged so).
+    erased: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,12 @@ def gate(record_ids: pd.Series, y: np.ndarray, challenger: np.ndarray, champion:
              f"{comparison.champion:.4f} on {len(y_gate):,} {'/'.join(GATE_SOURCES)} test records: "
              f"difference {comparison.difference:+.4f}, 95% bootstrap interval "
              f"[{comparison.low:+.4f}, {comparison.high:+.4f}]")
+    if champion.erased:
+        if comparison.high < 0:
+            return GateDecision(False, f"kept out: {words}; clearly worse, although champion "
+                                       f"v{champion.version} learned from erased rows", comparison)
+        return GateDecision(True, f"promoted: champion v{champion.version} learned from erased rows and "
+                                  f"this model did not: {words}", comparison)
     if comparison.significant:
         return GateDecision(True, f"promoted: {words}", comparison)
     return GateDecision(False, f"kept out: {words} (not better by more than the noise)", comparison)

@@ -31,7 +31,16 @@ from heartrisk.clock import from_millis
 from heartrisk.config import Settings
 from heartrisk.errors import UserError
 from heartrisk.features import FEATURES
-from heartrisk.tracking import CHAMPION, TrackedRun, alias_exists, client, set_champion, tracking_exists
+from heartrisk.tracking import (
+    CHAMPION,
+    ERASED_TAG,
+    TrackedRun,
+    alias_exists,
+    client,
+    mark_erased,
+    set_champion,
+    tracking_exists,
+)
 
 if TYPE_CHECKING:  # the model stack (sklearn, LightGBM) loads only with a model
     from heartrisk.model.estimator import RiskModel
@@ -207,21 +216,42 @@ def champion_scores(settings: Settings, X: pd.DataFrame) -> ChampionScores | Non
         champion = champion_model(settings)
     except NoModelError:
         return None
+    erased = ERASED_TAG in champion_tags(settings)  # read now: a forget may have marked it since loading
     try:
-        return ChampionScores(champion.version, champion.predict_proba(X))
+        return ChampionScores(champion.version, champion.predict_proba(X), erased=erased)
     except Exception as exc:
-        return ChampionScores(champion.version, None, f"{type(exc).__name__}: {exc}")
+        return ChampionScores(champion.version, None, f"{type(exc).__name__}: {exc}", erased=erased)
+
+
+def champion_tags(settings: Settings) -> dict[str, str]:
+    """The champion version's tags as they are now (empty without a champion)."""
+    entry = champion_entry(settings)
+    return entry["tags"] if entry else {}
+
+
+def champion_entry(settings: Settings) -> dict[str, Any] | None:
+    """The champion's version, run id and tags as they are now (no model loaded), or None."""
+    from mlflow.exceptions import MlflowException
+
+    if not tracking_exists(settings):
+        return None
+    try:
+        found = client(settings).get_model_version_by_alias(MODEL_NAME, CHAMPION)
+    except MlflowException:
+        return None
+    return {"version": str(found.version), "run_id": found.run_id, "tags": dict(found.tags or {})}
 
 
 # ---------------------------------------------------------------------------------------- registering
-def register_model(settings: Settings, run: TrackedRun, model: RiskModel, example: pd.DataFrame,
-                   tags: dict[str, str], decision: GateDecision, serialization: str = "cloudpickle") -> str:
+def register_model(settings: Settings, run: TrackedRun, model: RiskModel, tags: dict[str, str],
+                   decision: GateDecision, serialization: str = "cloudpickle") -> str:
     """Log ``model`` as the run's MLflow model and register it as a new version of
     ``heart-risk-classifier`` with ``tags``; ``champion`` moves to it only if ``decision`` promotes it.
-    Returns the version. ``example`` rows are stored as the model's input example."""
+    Returns the version. The model's input example is :func:`example_answers`, made from the
+    feature spec: an artifact holds no person's answers."""
     from mlflow.exceptions import MlflowException
 
-    logged = _log_model(run, model, example, serialization)
+    logged = _log_model(run, model, example_answers(), serialization)
     mlflow_client = client(settings)
     try:
         mlflow_client.create_registered_model(MODEL_NAME)
@@ -267,6 +297,24 @@ def _log_model(run: TrackedRun, model: RiskModel, example: pd.DataFrame, seriali
         run.client.log_model_artifacts(logged.model_id, folder)
     run.client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
     return logged
+
+
+def example_answers() -> pd.DataFrame:
+    """Three made-up people for the model's input example, derived from the feature spec alone (real
+    rows there would be a copy of someone's answers in every artifact store the model is copied to):
+    the first answer of each question and a low number, the last answer and a high one, and a
+    person who answered only two questions (Unknown is accepted)."""
+    rows: list[dict[str, object]] = [{}, {}, {}]
+    for f in FEATURES:
+        if f.is_numeric:
+            low, high = float(f.low or 0.0), float(f.high or 0.0)
+            rows[0][f.name] = float(round(low + (high - low) / 4))
+            rows[1][f.name] = float(round(low + (high - low) / 2))
+        else:
+            rows[0][f.name], rows[1][f.name] = f.values[0], f.values[-1]
+        rows[2][f.name] = None
+    rows[2].update(bmi=rows[0]["bmi"], sex=rows[1]["sex"])
+    return pd.DataFrame(rows, columns=[f.name for f in FEATURES]).astype(object)
 
 
 def signature() -> Any:
@@ -332,10 +380,11 @@ def promote(settings: Settings, version: str, reason: str = "promoted by the ope
     mlflow_client = client(settings)
     version = str(version)
     try:
-        mlflow_client.get_model_version(MODEL_NAME, version)
+        found = mlflow_client.get_model_version(MODEL_NAME, version)
     except MlflowException:
         known = ", ".join(v["version"] for v in versions(settings)) or "none"
         raise RegistryError(f"{MODEL_NAME} has no version {version!r} (versions: {known})") from None
+    refuse_erased(version, dict(found.tags or {}))
     history = champion_history(settings)
     set_champion(mlflow_client, MODEL_NAME, version, reason)
     if not history or history[-1] != version:
@@ -356,9 +405,22 @@ def rollback(settings: Settings) -> str:
                             "nothing to roll back to")
     previous = history[-1]
     mlflow_client = client(settings)
+    refuse_erased(previous, dict(mlflow_client.get_model_version(MODEL_NAME, previous).tags or {}))
     set_champion(mlflow_client, MODEL_NAME, previous, f"rollback from version {current}")
     mlflow_client.set_registered_model_tag(MODEL_NAME, HISTORY_TAG, ",".join(history))
     return previous
+
+
+def refuse_erased(version: str, tags: dict[str, str]) -> None:
+    """A version that learned from an erased row never becomes champion again."""
+    if ERASED_TAG in tags:
+        raise RegistryError(f"{MODEL_NAME} version {version} learned from rows erased by `heartrisk forget` "
+                            f"({tags[ERASED_TAG]}); it cannot be champion again: retrain instead")
+
+
+def mark_classifiers(settings: Settings, marked: list[str]) -> None:
+    """Tag ``marked`` versions as having learned from an erased row (`heartrisk forget`)."""
+    mark_erased(client(settings), MODEL_NAME, marked)
 
 
 def registry_status(settings: Settings) -> dict[str, Any]:
@@ -381,4 +443,6 @@ def registry_status(settings: Settings) -> dict[str, Any]:
             report["champion_trained_on"] = (f"{tags.get('feature_group', '?')}@v"
                                              f"{tags.get('feature_group_version', '?')}")
             report["champion_since"] = tags.get("promoted", "")
+            if ERASED_TAG in tags:
+                report["champion_learned_from_erased_rows"] = tags[ERASED_TAG]
     return report

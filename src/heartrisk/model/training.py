@@ -39,6 +39,7 @@ from heartrisk.model.estimator import (
     raw_margin,
     sigmoid,
     transform,
+    without_training_rows,
 )
 from heartrisk.model.evaluation import (
     MIN_POSITIVES,
@@ -262,6 +263,7 @@ def fit_candidate(candidate: Candidate, data: Prepared, ts: TrainSettings) -> Ri
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         pipeline.fit(data.X_fit, data.y_fit)
+    without_training_rows(pipeline)
     candidate.fit_seconds = time.perf_counter() - started
     margin = raw_margin(pipeline, data.X_holdout)
     calibration = Platt.fit(margin, data.y_holdout)

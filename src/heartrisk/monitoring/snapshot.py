@@ -3,9 +3,11 @@
 :func:`build_snapshot` reads the tables and the registry once and computes every figure: the model
 card, prediction counts, metrics and confusion matrices (all predictions and the recent window),
 performance per day, the latest Kaggle/synthetic predictions, drift against the training data, the
-predicted-risk distributions, SHAP values of recent rows, data volume and the synthesizer's quality.
-A :class:`Snapshot` holds aggregates only: user rows are counted and scored in every aggregate but
-never listed (see :func:`heartrisk.monitoring.metrics.recent_predictions`).
+predicted-risk distributions, SHAP values of recent rows, data volume, the synthesizer's quality and
+privacy, and the models that learned from erased rows. A :class:`Snapshot` holds aggregates only: user
+rows are counted and scored in every aggregate but never listed (see
+:func:`heartrisk.monitoring.metrics.recent_predictions`), and neither is a synthetic row that is an
+exact copy of a real one (:func:`heartrisk.monitoring.reads.copies_of_real`): it is someone's answers.
 
 Batch inference writes one as images and files (:func:`heartrisk.monitoring.images.save_report`); the
 dashboard draws one as a page and JSON (:mod:`heartrisk.web.dashboard`). A new monitor or alert reads
@@ -36,7 +38,9 @@ from heartrisk.monitoring.metrics import (
 )
 from heartrisk.monitoring.reads import (
     Known,
+    copies_of_real,
     current_drift,
+    erased_models,
     heart_volume,
     read_predictions,
     reference_sample,
@@ -86,6 +90,8 @@ class Snapshot:
     shap: ShapSample | None = None
     volume: pd.DataFrame = field(default_factory=pd.DataFrame)
     synthesizer: dict[str, Any] = field(default_factory=dict)
+    #: Models that learned from erased rows (:func:`heartrisk.monitoring.reads.erased_models`).
+    erasure: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
     # ------------------------------------------------------------------ JSON views
@@ -115,7 +121,8 @@ class Snapshot:
 
     def recent_json(self) -> dict[str, Any]:
         return {"rows": records(self.recent), "predictions_by_source": self.predictions.get("by_source", {}),
-                "note": "user rows are counted in the aggregates but never listed"}
+                "note": "user rows, and synthetic rows that copy a real row, are counted in the "
+                        "aggregates but never listed"}
 
     def shap_json(self) -> dict[str, Any]:
         if self.shap is None:
@@ -136,7 +143,8 @@ class Snapshot:
                 "predictions": self.predictions, "metrics_all": clean(self.metrics_all),
                 "metrics_window": clean(self.metrics_window),
                 "drifted": self.drift.drifted if self.drift else [],
-                "drift_window": self.drift_json().get("window"), "synthesizer": self.synthesizer}
+                "drift_window": self.drift_json().get("window"), "synthesizer": self.synthesizer,
+                "erasure": self.erasure}
 
 
 def build_snapshot(settings: Settings, config: ReportSettings, now: datetime | None = None,
@@ -151,6 +159,7 @@ def build_snapshot(settings: Settings, config: ReportSettings, now: datetime | N
     now = now or utc_now()
     snap = Snapshot(generated_at=now, hours=config.hours)
     snap.synthesizer = synthesizer_quality(settings)
+    snap.erasure = guarded(erased_models, settings)
     heart = open_group(settings, HEART)
     if not heart.exists():
         snap.notes.append("the feature store is empty: run `heartrisk ingest`")
@@ -180,14 +189,25 @@ def build_snapshot(settings: Settings, config: ReportSettings, now: datetime | N
     snap.metrics_all, snap.metrics_window = classification_metrics(mine), classification_metrics(window)
     snap.confusion_all, snap.confusion_window = confusion(mine).tolist(), confusion(window).tolist()
     snap.daily = daily_performance(every)
-    snap.recent = recent_predictions(mine, config.recent_rows)
+    candidates = recent_predictions(mine, 2 * config.recent_rows + 20)  # room for hidden copies
     known = Known(rows=rows, rows_from=None if rows is None else start.to_pydatetime(), predictions=mine)
     snap.drift, current = current_drift(settings, model, now + timedelta(microseconds=1), config.hours,
                                         config.drift, known=known)
     snap.probability_reference = reference_sample(settings, model)[PROBABILITY].to_numpy(dtype=float)
     snap.probability_window = current[PROBABILITY].dropna().to_numpy(dtype=float)
-    snap.shap = shap_sample(model, current, config.shap_rows)
+    copies = copies_of_real(settings, pd.concat([candidates["record_id"], current["record_id"]]))
+    snap.recent = candidates[~candidates["record_id"].isin(copies)].head(config.recent_rows)
+    snap.recent = snap.recent.reset_index(drop=True)
+    snap.shap = shap_sample(model, current[~current["record_id"].isin(copies)], config.shap_rows)
     return finished(snap, started)
+
+
+def guarded(read: Any, settings: Settings) -> dict[str, Any]:
+    """A part of the report that cannot be read reports why instead of hiding the rest."""
+    try:
+        return read(settings)
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def finished(snap: Snapshot, started: float) -> Snapshot:

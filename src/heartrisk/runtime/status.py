@@ -14,6 +14,7 @@ from typing import Any
 from heartrisk.config import Settings
 from heartrisk.jobs.infer import infer_status
 from heartrisk.model.registry import registry_status
+from heartrisk.monitoring.reads import erased_models
 from heartrisk.runtime.state import JobState, pid_alive
 from heartrisk.sources.quarantine import quarantine_status
 from heartrisk.store.groups import store_status
@@ -71,6 +72,7 @@ SECTIONS: dict[str, Callable[[Settings], dict[str, Any]]] = {
     "registry": registry_status,
     "schedule": schedule_status,
     "synthesizer": synthesizer_status,
+    "models_that_learned_from_erased_rows": erased_models,
     "batch_inference": infer_status,
     "quarantine": quarantine_status,
     "leases": lease_status,

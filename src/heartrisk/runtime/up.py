@@ -135,7 +135,8 @@ def has_full_training(settings: Settings) -> bool:
 def has_synthesizer(settings: Settings) -> bool:
     from heartrisk.synth.registry import synthesizer_status
 
-    return bool(synthesizer_status(settings).get("registered"))
+    status = synthesizer_status(settings)  # a champion retired by `heartrisk forget` is refitted at start
+    return bool(status.get("registered")) and "learned_from_erased_rows" not in status
 
 
 def never_ran(settings: Settings, name: str) -> Callable[[], bool]:

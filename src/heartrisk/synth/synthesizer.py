@@ -6,12 +6,21 @@
 anything damaged or made for another feature spec. Fitting is in :mod:`heartrisk.synth.fit`, measuring
 in :mod:`heartrisk.synth.quality`.
 
+No training row is saved: CTGAN's fitted object keeps, for every answer of every categorical column,
+the indices of the training rows that gave it (``_data_sampler._rid_by_cat_cols``: it picks real rows
+for the discriminator while fitting), which rebuilds every fitted row's 13 answers and diagnosis.
+:func:`strip_training_state` keeps only what sampling needs (:data:`SAMPLING_STATE`); saving writes the
+stripped model, loading strips versions saved before (their files still hold the rows until
+`heartrisk synth scrub` rewrites them). What else the model holds is aggregate: the per-column
+Gaussian mixtures and one-hot categories of its transformer, category frequencies, the weights.
+
 torch and ctgan are imported inside the methods that need them: importing this module (for its
 errors and types) stays cheap.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,6 +47,13 @@ MAX_BATCH_ROWS = 100_000
 MAX_SAMPLE_ROWS = 1_000_000
 #: What the generated label column holds (CTGAN's discrete columns are strings here).
 LABEL_TEXT = {True: "Yes", False: "No"}
+#: What ctgan 0.12's DataSampler needs to sample (``sample_original_condvec`` and, for a conditioned
+#: sample, ``generate_cond_from_condition_column_info``): category frequencies and offsets, no rows.
+#: Anything else it holds is dropped before saving, so per-row state a later ctgan adds is dropped too.
+SAMPLING_STATE = frozenset({
+    "_data_length", "_discrete_column_matrix_st", "_discrete_column_cond_st", "_discrete_column_n_category",
+    "_discrete_column_category_prob", "_n_discrete_columns", "_n_categories",
+})
 
 
 class SynthError(UserError, ValueError):
@@ -161,17 +177,18 @@ class Synthesizer:
 
     # -------------------------------------------------------------- persistence
     def save(self, folder: Path) -> str:
-        """Write the weights and the info into ``folder``; returns the weights' sha256."""
+        """Write the weights (stripped of every training row) and the info into ``folder``; returns
+        the weights' sha256. The fitted object in memory is left as it is."""
         import torch
 
         folder.mkdir(parents=True, exist_ok=True)
         self.model.set_device(torch.device("cpu"))
-        torch.save(self.model, folder / MODEL_FILE)
+        torch.save(strip_training_state(self.model), folder / MODEL_FILE)
         (folder / INFO_FILE).write_text(json.dumps(asdict(self.info), indent=2))
         return sha256(folder / MODEL_FILE)
 
     @classmethod
-    def load(cls, folder: Path, expected_sha256: str | None = None) -> Synthesizer:
+    def load(cls, folder: Path, expected_sha256: str | tuple[str, ...] | None = None) -> Synthesizer:
         """Read a saved synthesizer, refusing anything damaged or made for another feature spec.
 
         The weights are a pickle (torch.save of the CTGAN object): load only from a registry you trust.
@@ -182,7 +199,8 @@ class Synthesizer:
         for path in (model_path, info_path):
             if not path.is_file():
                 raise SynthError(f"{path.name} is missing from {folder}")
-        if expected_sha256 and sha256(model_path) != expected_sha256:
+        accepted = (expected_sha256,) if isinstance(expected_sha256, str) else tuple(expected_sha256 or ())
+        if accepted and sha256(model_path) not in accepted:
             raise SynthError(f"{model_path.name} does not match the checksum recorded at registration")
         try:
             info = SynthInfo.from_json(info_path.read_text())
@@ -198,8 +216,28 @@ class Synthesizer:
             raise SynthError(f"{model_path.name} cannot be read: {type(exc).__name__}: {exc}") from None
         if getattr(model, "_generator", None) is None or getattr(model, "_transformer", None) is None:
             raise SynthError(f"{model_path.name} does not hold a fitted CTGAN")
+        model = strip_training_state(model)  # a version saved before stripping: not kept in memory
         model.set_device(torch.device("cpu"))
         return cls(model, info)
+
+
+def strip_training_state(model: Any) -> Any:
+    """A copy of a fitted CTGAN that keeps only what sampling needs (:data:`SAMPLING_STATE` of its data
+    sampler); shallow, so the weights and the transformer are shared, not copied."""
+    sampler = getattr(model, "_data_sampler", None)
+    if sampler is None:
+        return model
+    stripped = copy.copy(model)
+    kept = copy.copy(sampler)
+    kept.__dict__ = {k: v for k, v in vars(sampler).items() if k in SAMPLING_STATE}
+    stripped._data_sampler = kept
+    return stripped
+
+
+def holds_training_rows(model: Any) -> bool:
+    """Whether a CTGAN object still holds per-row state (anything beyond :data:`SAMPLING_STATE`)."""
+    sampler = getattr(model, "_data_sampler", None)
+    return sampler is not None and bool(set(vars(sampler)) - SAMPLING_STATE)
 
 
 def check_row_count(n: object) -> int:

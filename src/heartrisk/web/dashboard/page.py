@@ -99,7 +99,7 @@ def dashboard_page(snap: Snapshot) -> str:
     nav = "".join(f'<a href="/monitor?hours={h}" class="{"on" if h == snap.hours else ""}">{label}</a>'
                   for h, label in WINDOWS)
     notes = "".join(f'<p class="note">{escape(n)}</p>' for n in snap.notes)
-    sections = [model_section(snap)]
+    sections = [erasure_section(snap), model_section(snap)]
     if snap.model is not None:
         sections += [tiles_section(snap), confusion_section(snap), performance_section(snap),
                      recent_section(snap), shap_section(snap), drift_section(snap)]
@@ -221,6 +221,40 @@ def synthesizer_section(snap: Snapshot) -> str:
     rows = [[escape(k.replace("_", " ")), fmt(v, 4)] for k, v in quality.items()]
     facts = [["version", f"v{fmt(info.get('version'))} ({fmt(info.get('name'))}@{fmt(info.get('alias'))})"],
              ["trained", fmt(info.get("trained_at"))], ["fit rows", fmt(info.get("fit_rows"))],
-             ["epochs (best)", f"{fmt(info.get('epochs'))} ({fmt(info.get('best_epoch'))})"]]
+             ["epochs (best)", f"{fmt(info.get('epochs'))} ({fmt(info.get('best_epoch'))})"],
+             ["fitted on", fmt(info.get("fit_sources"))]]
     return f"""<section id="synthesizer"><h2>Synthesizer quality</h2><div class="grid">
-<div>{table(["", ""], facts)}</div><div>{table(["metric", "value"], rows, {1})}</div></div></section>"""
+<div>{table(["", ""], facts)}</div><div>{table(["metric", "value"], rows, {1})}</div></div></section>
+{privacy_section(info)}"""
+
+
+def privacy_section(info: dict[str, Any]) -> str:
+    """The champion synthesizer's privacy report beside the real-vs-real baselines and the gate."""
+    rows = []
+    for label, row in (info.get("privacy") or {}).items():
+        passed = row.get("passed")
+        verdict = "" if passed is None else ('<span class="ok">pass</span>' if passed
+                                             else '<span class="flag">fail</span>')
+        rows.append([escape(label), fmt(row.get("value"), 3), fmt(row.get("real_vs_real"), 3),
+                     escape(str(row.get("limit", ""))), verdict])
+    if not rows:
+        rows = [["not measured (fitted before the privacy report)", "", "", "", ""]]
+    accepted = info.get("privacy_risk_accepted")
+    note = f'<p class="note">Privacy risk accepted: {escape(str(accepted))}</p>' if accepted else ""
+    return f"""<section id="privacy"><h2>Synthesizer privacy</h2>{note}
+<p class="muted">Gate: {escape(str(info.get("privacy_gate", "")))}</p>
+{table(["measure (held-out real rows the fit never saw)", "synthetic", "real vs real", "gate", ""], rows,
+       {1, 2})}
+<p class="muted">Real vs real: the same measure with a second sample of real people in place of the
+synthetic rows, what no leak looks like on this coarse survey data (docs/synthetic.md).</p></section>"""
+
+
+def erasure_section(snap: Snapshot) -> str:
+    """A warning while a champion learned from rows `heartrisk forget` erased."""
+    info = snap.erasure
+    if not info.get("serving"):
+        return ""
+    return f"""<section id="erasure"><h2>Models that learned from erased rows</h2>
+<p class="note">{escape(str(info.get("note", "")))}</p>
+{table(["", ""], [["classifier versions", fmt(info.get("classifier_versions"))],
+                  ["synthesizer versions", fmt(info.get("synthesizer_versions"))]])}</section>"""

@@ -54,10 +54,18 @@ NOT_ADVICE = (
     "If you have symptoms such as chest pain or shortness of breath, or are worried about your heart, "
     "talk to a doctor. In an emergency call your local emergency number."
 )
-CONSENT = (
-    "I agree that my answers above and my diagnosis are stored anonymously (no name, address, IP "
-    "address or other identifier) and used to check and improve this model."
-)
+def consent_text(settings: Settings) -> str:
+    """The consent a person gives by ticking the box: derived from the settings' consent scope, the
+    one place that decides what shared answers are used for (``Settings.synth_submissions_from``:
+    unset, they check and train the risk model only; set, they also train the synthetic-data
+    generator, and this text says so)."""
+    use = "used to check and improve this model"
+    if settings.synth_submissions_from is not None:
+        use += (", and to train the generator of made-up (synthetic) survey records that the model also "
+                "learns from (a generator is used only if tests show its records do not reveal who took "
+                "part)")
+    return ("I agree that my answers above and my diagnosis are stored anonymously (no name, address, IP "
+            f"address or other identifier) and {use}.")
 SHARE_INTRO = (
     "## Share my outcome (optional)\n"
     "If you know whether you have been diagnosed with heart disease, sharing it with your answers helps "
@@ -277,7 +285,7 @@ def build_form(settings: Settings, models: ModelCache, submissions: SubmissionWr
             gr.Markdown(SHARE_INTRO)
             diagnosis = gr.Radio(choices=list(LABEL.values), value=None, label=LABEL.question,
                                  info=LABEL.help, elem_id="diagnosis")
-            consent = gr.Checkbox(value=False, label=CONSENT, elem_id="consent")
+            consent = gr.Checkbox(value=False, label=consent_text(settings), elem_id="consent")
             share = gr.Button("Share my answers and diagnosis", elem_id="share-button")
             thanks = gr.Markdown(elem_id="thanks")
 

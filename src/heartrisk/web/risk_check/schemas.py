@@ -114,8 +114,10 @@ SubmissionRequest: type[BaseModel] = create_model(
     consent=(Annotated[StrictBool, AfterValidator(_agreed)], Field(
         json_schema_extra={"const": True},
         description="Must be true (the JSON value; 1 or \"true\" are refused): the person agrees that "
-                    "these answers and the diagnosis are stored anonymously to evaluate and improve the "
-                    "model.")),
+                    "these answers and the diagnosis are stored anonymously and used as the web form's "
+                    "consent text says (by default to check and improve the risk model only; the "
+                    "server's consent scope setting can add the synthetic-data generator, and the form "
+                    "then says so).")),
 )
 
 
