@@ -41,6 +41,11 @@ RESULTS = ROOT / "bench" / "results" / "synth.json"
 QUALITY_TARGET, GAP_TARGET, WALL_TARGET = 0.92, 0.02, 300.0
 #: ctgan's own settings (the baseline of ``--baseline``), as overrides of SynthSettings.
 CTGAN_DEFAULTS = {"epochs": 200, "pac": 10, "discriminator_lr": 2e-4, "ema_decay": None, "score_every": 25}
+#: The privacy figures (issue 14, logged by every fit) printed beside their real-vs-real baselines.
+PRIVACY_PAIRS = (("membership attack AUC", "privacy_membership_auc", "privacy_membership_auc_real"),
+                 ("DCR overfitting protection", "privacy_dcr_overfitting_protection",
+                  "privacy_dcr_overfitting_protection_real"),
+                 ("exact copies of a fit row", "privacy_exact_copy_share", "privacy_exact_copy_share_real"))
 #: Per-seed figures summarised as mean, min and max.
 SUMMARISED = ("wall_s", "cpu_s", "fit_wall_s", "fit_cpu_s", "quality", "shapes", "pairs", "tstr", "trtr",
               "gap", "best_epoch", "epochs_run")
@@ -99,7 +104,8 @@ def run_figures(settings: Any, seed: int, baseline: bool) -> tuple[dict[str, Any
             "gap": m["tstr_gap"], "best_epoch": int(p["best_epoch"]),
             "epochs_run": int(m.get("epochs_run", 0)),
             "fit_wall_s": m["fit_seconds"], "fit_cpu_s": m.get("fit_cpu_seconds", float("nan")),
-            "positive_rate_raw": m["positive_rate_synthetic_raw"]}, run.info.run_id
+            "positive_rate_raw": m["positive_rate_synthetic_raw"],
+            "privacy": {k: v for k, v in m.items() if k.startswith("privacy_")}}, run.info.run_id
 
 
 def raw_quality(settings: Any, run_id: str) -> dict[str, float]:
@@ -212,6 +218,11 @@ def main() -> int:
 
     for row in rows:
         print(show(row, f"seed {row['seed']}"))
+        privacy = row["privacy"]
+        shown = [f"{label} {privacy[key]:.3f} (real vs real {privacy.get(real, float('nan')):.3f})"
+                 for label, key, real in PRIVACY_PAIRS if key in privacy]
+        if shown:
+            print("  privacy (issue 14): " + "; ".join(shown))
     if baseline_row:
         print(show(baseline_row, "baseline (ctgan's own settings, seed 0)"))
     for key, s in results["summary"].items():
