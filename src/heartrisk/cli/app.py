@@ -268,17 +268,19 @@ def _before_torch() -> None:
 @command
 def synth_train(
     rows: Annotated[int | None, typer.Option(min=100, help="Real rows to fit on (default 20,000).")] = None,
-    epochs: Annotated[int | None, typer.Option(min=1, help="Training epochs (default 200).")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Most training epochs (default 70).")] = None,
     quick: Annotated[bool, typer.Option(
         "--quick", help="2 epochs on 2,000 rows: under a minute, poor quality (tests, smoke runs).")
     ] = False,
+    seed: Annotated[int | None, typer.Option(
+        min=0, help="Seed of the fit rows, the fit and the measuring (default 0).")] = None,
 ) -> None:
     """Fit the CTGAN on real rows of `heart`, measure it, register it; champion only if not worse."""
     _before_torch()
     from heartrisk.jobs.synth_train import train_synthesizer
     from heartrisk.synth.fit import SynthSettings
 
-    knobs = {k: v for k, v in {"rows": rows, "epochs": epochs}.items() if v is not None}
+    knobs = {k: v for k, v in {"rows": rows, "epochs": epochs, "seed": seed}.items() if v is not None}
     settings = settings_from()
     synth = SynthSettings.quick(**knobs) if quick else SynthSettings(**knobs)
     result = run_job(settings, "synth", lambda: train_synthesizer(settings, synth), on_wait=err.print)

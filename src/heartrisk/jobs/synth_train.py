@@ -188,7 +188,8 @@ def train_synthesizer(settings: Settings, synth: SynthSettings | None = None,
         quality = measure_quality(fit.synthesizer, rows.fit, rows.evaluation, seed=synth.seed)
         report = privacy_report(fit.synthesizer, rows, privacy, seed=synth.seed)
         metrics = {**quality.metrics, **report.metrics, "seconds_per_epoch": fit.seconds_per_epoch,
-                   "fit_seconds": fit.fit_seconds, "prepare_seconds": fit.prepare_seconds}
+                   "fit_seconds": fit.fit_seconds, "fit_cpu_seconds": fit.fit_cpu_seconds,
+                   "prepare_seconds": fit.prepare_seconds, "epochs_run": float(len(fit.history))}
         run.log_params({"best_epoch": fit.synthesizer.info.best_epoch})
         run.log_metrics(metrics)
         _log_history(run, fit.history)
@@ -267,4 +268,5 @@ def describe(result: SynthTrainResult) -> dict[str, Any]:
         "repaired_share": m["repaired_share"], "rejected_share": m["rejected_share"],
         "tstr": m["tstr_roc_auc"], "trtr": m["trtr_roc_auc"],
         "seconds_per_epoch": m["seconds_per_epoch"], "fit_seconds": m["fit_seconds"],
+        "fit_cpu_seconds": m["fit_cpu_seconds"],
     }
