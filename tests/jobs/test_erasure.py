@@ -12,11 +12,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from heartrisk.cli import app
 from heartrisk.config import Settings
+from heartrisk.features import FEATURE_NAMES
 from heartrisk.jobs.daily import run_daily
 from heartrisk.jobs.ingest import ingest
 from heartrisk.jobs.synth_train import real_rows, train_synthesizer
@@ -26,7 +28,7 @@ from heartrisk.monitoring.reads import erased_models
 from heartrisk.runtime.status import collect_status
 from heartrisk.sources.submissions import add_submission
 from heartrisk.store.groups import HEART, open_group
-from heartrisk.store.lineage import on_test_side
+from heartrisk.store.view import FeatureView, hash_fraction, profile_key
 from heartrisk.synth.fit import SynthSettings
 from heartrisk.synth.registry import (
     REGISTERED_MODEL,
@@ -46,13 +48,27 @@ NOW = datetime.now(UTC)
 CONSENT_FROM = NOW - timedelta(days=1)  # submissions shared after this agreed to the synthesizer too
 
 
+SHARED: dict[str, dict[str, Any]] = {}  # submission id -> its answers
+
+
 def share(settings: Settings, count: int, when: datetime, start: int) -> list[str]:
-    return [add_submission(settings, {**COMPLETE, "bmi": 20.0 + (start + i) / 4}, (start + i) % 3 == 0,
-                           submitted_at=when + timedelta(seconds=i)) for i in range(count)]
+    ids = []
+    for i in range(count):
+        answers = {**COMPLETE, "bmi": 20.0 + (start + i) / 4}
+        ids.append(add_submission(settings, answers, (start + i) % 3 == 0,
+                                  submitted_at=when + timedelta(seconds=i)))
+        SHARED[ids[-1]] = answers
+    return ids
+
+
+def on_test(submission_id: str) -> bool:
+    """Where the split by answers (seed 42, test share 0.2: the quick settings) puts a submission."""
+    answers = pd.DataFrame([SHARED[submission_id]])[list(FEATURE_NAMES)]
+    return bool(hash_fraction(profile_key(answers), 42)[0] < 0.2)
 
 
 def train_side(ids: list[str]) -> list[str]:
-    return [i for i in ids if not on_test_side(f"user:{i}", 42, 0.2)]
+    return [i for i in ids if not on_test(i)]
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +119,11 @@ def test_user_rows_stay_out_of_a_default_fit_and_the_lineage_says_so(erasure_hom
     classifier = tags_of(settings, MODEL_NAME, "1")
     shared = erasure_home["before"] + erasure_home["after"]
     assert int(classifier["lineage_user_rows"]) == len(train_side(shared))
+    assert classifier["lineage_split_by"] == "profile"
+    # the test's notion of the training side is the split's own
+    split = FeatureView(open_group(settings, HEART)).train_test_split(test_size=0.2, seed=42)
+    users = split.train_ids[split.train_ids.str.startswith("user:")]
+    assert set(users) == {f"user:{i}" for i in train_side(shared)}
 
 
 @pytest.mark.reliability  # fits a classifier and a synthesizer more (about 5 min under load 14)
@@ -110,7 +131,7 @@ def test_forget_marks_the_models_that_learned_from_the_row_and_a_retrain_replace
         home: Settings, erasure_home: dict[str, Any]) -> None:
     included, default = erasure_home["included"].version, erasure_home["default"].version
     after = erasure_home["after"]
-    outside = next(i for i in after if on_test_side(f"user:{i}", 42, 0.2))
+    outside = next(i for i in after if on_test(i))
     victim = train_side(after)[0]
     runner = CliRunner()
 

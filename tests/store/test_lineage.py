@@ -62,3 +62,26 @@ def test_sources_and_consent_decide_before_anything_else() -> None:
 @pytest.mark.parametrize(("event", "held"), [(-1, True), (0, True), (1, False)])
 def test_a_version_without_lineage_holds_every_row_merged_before_it(event: int, held: bool) -> None:
     assert may_hold_untagged(MERGED + timedelta(seconds=event), MERGED) is held
+
+
+def test_a_split_by_answers_decides_by_the_rows_answers_not_its_id() -> None:
+    """Since issue 16 the split hashes the 17 answers: a row's id says nothing about its side."""
+    from heartrisk.features import FEATURE_NAMES
+    from heartrisk.store.view import profile_key
+    from support.web import ANSWERS
+
+    by_answers = Lineage(**{**LINEAGE.__dict__, "split_by": "profile"})
+    assert Lineage.from_tags(by_answers.to_tags()) == by_answers
+    old = {k: v for k, v in LINEAGE.to_tags().items() if k != "lineage_split_by"}
+    assert Lineage.from_tags(old).split_by == "record"  # recorded before the grouped split
+
+    def answers(bmi: float) -> pd.DataFrame:
+        return pd.DataFrame([{**ANSWERS, "bmi": bmi}])[list(FEATURE_NAMES)]
+
+    sides = {bmi: hash_fraction(profile_key(answers(bmi)), 42)[0] < 0.2 for bmi in map(float, range(15, 60))}
+    test_bmi = next(b for b, in_test in sides.items() if in_test)
+    train_bmi = next(b for b, in_test in sides.items() if not in_test)
+    for record in (*user_ids("train"), *user_ids("test")):  # whichever side the id alone would hash to
+        assert by_answers.may_hold(record, MERGED, answers=answers(train_bmi))
+        assert not by_answers.may_hold(record, MERGED, answers=answers(test_bmi))
+        assert by_answers.may_hold(record, MERGED)  # answers unknown: err towards "learned from"

@@ -209,7 +209,7 @@ def privacy_rows_table(rows: dict[str, dict[str, Any]], title: str) -> Table:
     table = Table("measure", "synthetic", "real vs real", "gate", "", title=title)
     for label, row in rows.items():
         passed = row.get("passed")
-        mark = "" if passed is None else ("[green]pass[/]" if passed else "[bold red]FAIL[/]")
+        mark = Text("") if passed is None else (Text("pass", "green") if passed else Text("FAIL", "bold red"))
         baseline = row.get("real_vs_real")
         digits = 1 if label.startswith("seconds") else 3
         table.add_row(label, f"{row['value']:.{digits}f}", "" if baseline is None else f"{baseline:.3f}",
@@ -228,8 +228,9 @@ def checks(console: Any, run: Any) -> None:
     table = Table("condition", "verdict", "value", "limit", "detail", title=f"checks at {run.at}")
     for r in run.results:
         colour = CHECK_COLOURS.get(r.status, "white")
-        table.add_row(r.name, f"[{colour}]{r.status}[/]", "" if r.value is None else f"{r.value:g}",
+        table.add_row(r.name, Text(r.status, colour), "" if r.value is None else f"{r.value:g}",
                       "" if r.limit is None else f"{r.limit:g}", r.detail)
     console.print(table)
     failed = [r.name for r in run.failed]
-    console.print(f"[red]failed: {', '.join(failed)}[/]" if failed else "[green]all conditions passed[/]")
+    verdict = f"failed: {', '.join(failed)}" if failed else "all conditions passed"
+    console.print(Text(verdict, "red" if failed else "green"))

@@ -30,6 +30,7 @@ from typing import Any
 import pandas as pd
 
 from heartrisk.config import Settings
+from heartrisk.features import FEATURE_NAMES
 from heartrisk.model import registry as classifiers
 from heartrisk.store.groups import HEART, HEART_USER, open_group, user_record_id
 from heartrisk.store.lineage import Lineage, may_hold_untagged
@@ -75,6 +76,8 @@ class ErasedRow:
     record_id: str
     event_time: datetime
     submitted_at: datetime | None = None
+    #: The row's answers as stored in ``heart`` (one row): where a split by answers put it.
+    answers: pd.DataFrame | None = None
 
 
 def erased_row(settings: Settings, submission_id: str) -> ErasedRow | None:
@@ -83,7 +86,7 @@ def erased_row(settings: Settings, submission_id: str) -> ErasedRow | None:
     heart = open_group(settings, HEART)
     if not heart.exists():
         return None
-    rows = heart.read(sources=["user"], columns=["record_id", "event_time"])
+    rows = heart.read(sources=["user"], columns=["record_id", "event_time", *FEATURE_NAMES])
     rows = rows[rows["record_id"] == record]
     if rows.empty:
         return None
@@ -93,7 +96,8 @@ def erased_row(settings: Settings, submission_id: str) -> ErasedRow | None:
         found = shared.read(columns=["submission_id", "submitted_at"])
         found = found[found["submission_id"] == submission_id]
         submitted = None if found.empty else pd.Timestamp(found["submitted_at"].iloc[0]).to_pydatetime()
-    return ErasedRow(record, pd.Timestamp(rows["event_time"].iloc[0]).to_pydatetime(), submitted)
+    return ErasedRow(record, pd.Timestamp(rows["event_time"].iloc[0]).to_pydatetime(), submitted,
+                     rows[list(FEATURE_NAMES)].head(1).reset_index(drop=True))
 
 
 def learned_from(row: ErasedRow, tags: dict[str, str], registered_at: datetime) -> bool:
@@ -101,7 +105,7 @@ def learned_from(row: ErasedRow, tags: dict[str, str], registered_at: datetime) 
     lineage = Lineage.from_tags(tags)
     if lineage is None:
         return may_hold_untagged(row.event_time, registered_at)
-    return lineage.may_hold(row.record_id, row.event_time, row.submitted_at)
+    return lineage.may_hold(row.record_id, row.event_time, row.submitted_at, row.answers)
 
 
 def affected_versions(settings: Settings, row: ErasedRow) -> Affected:
@@ -158,7 +162,9 @@ def retrain_champions(settings: Settings, run: Callable[[str, Callable[[], Any]]
     tags = synthesizers.version_tags(settings).get(version or "", {})
     if version is not None and ERASED_TAG in tags:
         params = _run_data(settings, synthesizers.run_id_of(settings, version))[0]
-        knobs = SynthSettings(**{k: v for k, v in params.items() if k in SynthSettings.model_fields})
+        # MLflow keeps parameters as text: an unset optional one (e.g. ``patience``) comes back "None"
+        knobs = SynthSettings(**{k: v for k, v in params.items()
+                                 if k in SynthSettings.model_fields and v != "None"})
         done.summaries.append(run("synth", lambda: train_synthesizer(settings, knobs,
                                                                      show_progress=False)).summary)
     return done

@@ -128,7 +128,8 @@ def real_rows(settings: Settings, synth: SynthSettings) -> RealRows:
     count, until = user_rows_read(group, split.table_version, train_ids)
     lineage = Lineage(group=split.group, table_version=split.table_version, sources=sources,
                       split_seed=synth.split_seed, test_size=synth.test_size, user_rows=count,
-                      user_until=until, submissions_from=settings.synth_submissions_from)
+                      user_until=until, submissions_from=settings.synth_submissions_from,
+                      split_by=split.by)
     if len(train) < synth.batch_size or len(test) < MIN_HOLDOUT_ROWS:
         raise SynthError(
             f"heart holds {len(train) + len(test):,} real rows ({len(train):,} to fit on, {len(test):,} "

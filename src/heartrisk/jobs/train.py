@@ -308,7 +308,7 @@ def training_lineage(settings: Settings, data: Prepared, ts: TrainSettings) -> L
     count, until = user_rows_read(open_group(settings, HEART), split.table_version, split.train_ids)
     return Lineage(group=split.group, table_version=split.table_version,
                    sources=tuple(sorted(set(split.train_sources))), split_seed=ts.seed,
-                   test_size=ts.test_size, user_rows=count, user_until=until)
+                   test_size=ts.test_size, user_rows=count, user_until=until, split_by=split.by)
 
 
 def _has_tabulate() -> bool:

@@ -6,8 +6,9 @@ version can no longer be read back to check, and a model's training side is a se
 the rows, not all of them. What is recorded at train time is enough to decide from the row alone:
 
 * the table version and the sources read (the synthesizer leaves shared submissions out by default);
-* the split's seed and test share: a row on the test side was never learned from
-  (:func:`heartrisk.store.view.hash_fraction` puts a record on the same side every time);
+* the split's seed, test share and key (``record``: the record id; ``profile``: the row's 17 answers,
+  the default since issue 16): a row on the test side was never learned from
+  (:func:`heartrisk.store.view.hash_fraction` puts a key on the same side every time);
 * how many user rows were on the training side and the latest ``event_time`` among them. User rows
   get their merge time as ``event_time`` (the daily job), so a user row with a later time was merged
   after the read and cannot have been learned from; one with an earlier or equal time on the
@@ -27,7 +28,7 @@ import pandas as pd
 
 from heartrisk.clock import as_utc
 from heartrisk.store.table import FeatureGroup
-from heartrisk.store.view import hash_fraction
+from heartrisk.store.view import hash_fraction, profile_key
 
 PREFIX = "lineage_"
 
@@ -44,11 +45,14 @@ class Lineage:
     user_rows: int = 0
     user_until: datetime | None = None
     submissions_from: datetime | None = None
+    #: What the split hashed; versions recorded before the grouped split carry no tag: ``record``.
+    split_by: str = "record"
 
     def to_tags(self) -> dict[str, str]:
         tags = {"group": self.group, "table_version": str(self.table_version),
                 "sources": ",".join(self.sources), "split_seed": str(self.split_seed),
-                "test_size": repr(self.test_size), "user_rows": str(self.user_rows)}
+                "test_size": repr(self.test_size), "user_rows": str(self.user_rows),
+                "split_by": self.split_by}
         if self.user_until is not None:
             tags["user_until"] = as_utc(self.user_until).isoformat()
         if self.submissions_from is not None:
@@ -65,13 +69,16 @@ class Lineage:
         return cls(group=mine.get("group", ""), table_version=int(mine.get("table_version", -1)),
                    sources=tuple(s for s in mine.get("sources", "").split(",") if s),
                    split_seed=int(mine["split_seed"]), test_size=float(mine["test_size"]),
-                   user_rows=int(mine.get("user_rows", 0)),
+                   user_rows=int(mine.get("user_rows", 0)), split_by=mine.get("split_by", "record"),
                    user_until=datetime.fromisoformat(until) if until else None,
                    submissions_from=datetime.fromisoformat(since) if since else None)
 
-    def may_hold(self, record_id: str, event_time: datetime, submitted_at: datetime | None = None) -> bool:
+    def may_hold(self, record_id: str, event_time: datetime, submitted_at: datetime | None = None,
+                 answers: pd.DataFrame | None = None) -> bool:
         """Whether the model may have learned from the ``heart`` row ``record_id`` (with its
-        ``event_time``; for a user row also its ``submitted_at``, when known)."""
+        ``event_time``; for a user row also its ``submitted_at``, when known; ``answers``: the row's
+        feature columns as read from ``heart``, which a split by answers needs; without them the
+        rule says "learned from")."""
         source = record_id.split(":", 1)[0]
         if source not in self.sources:
             return False
@@ -81,12 +88,16 @@ class Lineage:
             if (self.submissions_from is not None and submitted_at is not None
                     and as_utc(submitted_at) < as_utc(self.submissions_from)):
                 return False
+        if self.split_by == "profile" and not record_id.startswith("synthetic:"):
+            if answers is None:
+                return True
+            return not bool(hash_fraction(profile_key(answers), self.split_seed)[0] < self.test_size)
         return not on_test_side(record_id, self.split_seed, self.test_size)
 
 
 def on_test_side(record_id: str, seed: int, test_size: float) -> bool:
-    """Whether the split with this seed and test share puts ``record_id`` on its test side (synthetic
-    rows never are: they only ever train)."""
+    """Whether the split by record id with this seed and test share puts ``record_id`` on its test
+    side (synthetic rows never are: they only ever train)."""
     if record_id.startswith("synthetic:"):
         return False
     return bool(hash_fraction(pd.Series([record_id]), seed)[0] < test_size)

@@ -35,7 +35,7 @@ PASSWORD = "route-table-password"
 OPERATOR = {"authorization": "Basic " + base64.b64encode(f"admin:{PASSWORD}".encode()).decode()}
 SUBMISSION = {**dict.fromkeys(FEATURE_NAMES), "bmi": 26.0, "heart_disease": False, "consent": True}
 MONITOR_API = ["summary", "model", "performance", "confusion", "drift", "volume", "recent", "shap",
-               "synthesizer"]
+               "synthesizer", "served", "subgroups", "calibration", "checks"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,7 @@ APP_ROUTES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/submissions"): Rule("public", 201, limits=("submissions",), body=SUBMISSION),
     ("GET", "/api/v1/health"): Rule("public"),
     ("GET", "/api/v1/model"): Rule("public"),
+    ("GET", "/model"): Rule("public"),  # the model card (issue 17)
     ("GET", "/monitor"): Rule("operator", 401, 200, limits=("login",)),
     ("GET", "/monitor/login"): Rule("public"),
     ("POST", "/monitor/login"): Rule("public", 401, limits=("login",), body={"password": "wrong"}),
