@@ -42,10 +42,16 @@ def dev_frame(dev_csv: Path) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="session")
-def sample_csv(dev_frame: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A seeded, stratified 6,000-row sample of the dev file, as a Kaggle-format CSV."""
-    sample = dev_frame.groupby("HeartDisease", group_keys=False).sample(frac=6000 / len(dev_frame),
-                                                                       random_state=7)
+def sample_rows(dev_frame: pd.DataFrame) -> pd.DataFrame:
+    """A seeded, stratified 6,000-row sample of the dev file (what `trained` learns and tests on)."""
+    return dev_frame.groupby("HeartDisease", group_keys=False).sample(frac=6000 / len(dev_frame),
+                                                                      random_state=7)
+
+
+@pytest.fixture(scope="session")
+def sample_csv(sample_rows: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """:func:`sample_rows` as a Kaggle-format CSV."""
+    sample = sample_rows
     path = tmp_path_factory.mktemp("data") / "heart_sample.csv"
     sample.sample(frac=1, random_state=7).to_csv(path, index=False)
     return path

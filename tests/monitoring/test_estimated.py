@@ -9,7 +9,7 @@ import pytest
 from heartrisk.config import Settings
 from heartrisk.features import BY_COLUMN, FEATURE_NAMES, LABEL, NUMERIC_FEATURES
 from heartrisk.model.registry import champion_model
-from heartrisk.monitoring.estimated import METRICS, actual, estimate, risk_cells, validate
+from heartrisk.monitoring.estimated import METRICS, Reliability, estimate, risk_cells, validate
 
 
 def test_the_point_estimate_is_the_expected_confusion_matrix() -> None:
@@ -36,9 +36,38 @@ def test_a_miscalibrated_model_is_caught_by_the_check() -> None:
     assert not bad.passed and bad.coverage["prevalence"] < 0.2
 
 
-def real_records(dev_frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
-    sample = dev_frame.sample(n=n, random_state=seed)
-    out = pd.DataFrame({BY_COLUMN[c].name: sample[c].to_numpy() for c in sample.columns})
+def test_recalibrated_on_a_labelled_reference_a_miscalibrated_model_is_estimated_without_bias() -> None:
+    """Risks that overstate the truth above the threshold (as the quick model's do) bias precision,
+    recall and F1 upwards; the reliability table of 20,000 other labelled records removes the bias."""
+    rng = np.random.default_rng(1)
+    p = rng.beta(1, 9, 50_000)
+    truth = np.where(p >= 0.2, 0.75 * p, 1.1 * p)
+    y = rng.random(len(p)) < truth
+    reference = Reliability.build(y[:20_000], p[:20_000], threshold=0.2)
+    as_is = validate(y[20_000:], p[20_000:], 0.2, chunk_rows=500, draws=300)
+    recalibrated = validate(y[20_000:], p[20_000:], 0.2, chunk_rows=500, draws=300, reliability=reference)
+    assert as_is.mean_error["precision"] > 0.05 and as_is.coverage["recall"] < 0.8, as_is
+    assert all(abs(recalibrated.mean_error[m]) < 0.03 for m in METRICS), recalibrated
+    assert min(recalibrated.coverage.values()) >= 0.9, recalibrated
+
+
+def test_the_reliability_table_holds_aggregates_only() -> None:
+    """Every bin holds at least 100 records, none is named by one record's risk, and a side with too
+    few records is left out (its cells are not recalibrated)."""
+    rng = np.random.default_rng(2)
+    p = rng.beta(1, 9, 5_000)
+    y = rng.random(len(p)) < p
+    table = Reliability.build(y, p, threshold=0.5)
+    assert min(table.count) >= 100 and sum(table.count) == int((p < 0.5).sum())
+    assert not any(table.flagged)  # about 10 records at or above 0.5: fewer than MIN_SIDE_ROWS
+    assert not set(table.upper[:-1]) & set(p.tolist()) and table.upper[-1] == 0.5
+    assert Reliability.from_dict(table.to_dict()) == table
+    cells = risk_cells(np.array([0.01, 0.3, 0.7, 0.9]), threshold=0.5)
+    assert estimate(cells, draws=200, reliability=table)["precision"].value == pytest.approx(0.8)
+
+
+def real_records(dev_frame: pd.DataFrame) -> pd.DataFrame:
+    out = pd.DataFrame({BY_COLUMN[c].name: dev_frame[c].to_numpy() for c in dev_frame.columns})
     for name in NUMERIC_FEATURES:
         out[name] = out[name].astype(float)
     out[LABEL.name] = out[LABEL.name] == "Yes"
@@ -46,24 +75,23 @@ def real_records(dev_frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
 
 
 def test_on_real_labelled_records_the_interval_holds_the_actual_figure(
-        trained: Settings, dev_frame: pd.DataFrame) -> None:
-    """The champion (the quick model, trained on 6,000 rows of the dev file) scores 30,000 other real
-    records, cut into 60 days of 500; each day's estimate is judged against that day's true labels.
+        trained: Settings, dev_frame: pd.DataFrame, sample_rows: pd.DataFrame) -> None:
+    """The champion (the quick model, trained, calibrated and tested on the 6,000-row sample) scores
+    150,000 other real records of the dev file: 50,000 are its labelled reference (the reliability
+    table the estimate is recalibrated on, what a full model's test records give), the other 100,000
+    are cut into 200 days of 500, each day's estimate judged against that day's true labels.
 
-    Prevalence and precision hold the issue's bar (9 days in 10). Recall and F1 do not with this
-    model: ``bench/served_monitoring.py`` (5 samples of 30,000 records) measured recall 0.82-0.87 and
-    F1 0.83-0.88, against 0.90-0.98 when the labels are drawn from the model's own risks, because the
-    quick model's risks are too high above its threshold (0.447 predicted, 0.395 observed on 150,000
-    real records) and too low below it (0.058 vs 0.063). The bars below are those measured minima,
-    so a worse estimator or a worse-calibrated model fails here."""
+    The quick model's risks overstate the truth above its threshold (about 0.51 predicted against 0.45
+    observed on the dev file), which biased the estimate before recalibration: precision by +0.06,
+    recall by +0.02 (bench/served_monitoring.py), so the bias bound below fails on the old estimator."""
     model = champion_model(trained)
-    records = real_records(dev_frame, 30_000, seed=11)
+    records = real_records(dev_frame.drop(index=sample_rows.index).sample(n=150_000, random_state=11))
     p = model.predict_proba(records[list(FEATURE_NAMES)])
     y = records[LABEL.name].to_numpy()
-    check = validate(y, p, model.threshold, chunk_rows=500, draws=500)
+    reference = Reliability.build(y[:50_000], p[:50_000], model.threshold)
+    check = validate(y[50_000:], p[50_000:], model.threshold, chunk_rows=500, draws=500,
+                     reliability=reference)
     print("CBPE validation on real records:", check.to_dict())
-    assert check.chunks == 60
-    assert check.coverage["prevalence"] >= 0.9 and check.coverage["precision"] >= 0.9, check.coverage
-    assert check.coverage["recall"] >= 0.8 and check.coverage["f1"] >= 0.8, check.coverage
-    overall = actual(y, p, model.threshold)
-    assert abs(overall["prevalence"] - float(np.mean(p))) < 0.02  # calibrated in the large
+    assert check.chunks == 200
+    assert check.passed and min(check.coverage.values()) >= 0.9, check.coverage
+    assert all(abs(check.mean_error[m]) < 0.03 for m in METRICS), check.mean_error

@@ -12,9 +12,10 @@ from heartrisk.features import FEATURE_NAMES
 from heartrisk.model.registry import champion_model
 from heartrisk.monitoring.checks import CheckSettings, _drift
 from heartrisk.monitoring.drift import DriftSettings
+from heartrisk.monitoring.estimated import METRICS, estimate
 from heartrisk.monitoring.reads import reference_sample
-from heartrisk.monitoring.served import served_drift
-from heartrisk.monitoring.served_profile import ServingProfile, read_profile
+from heartrisk.monitoring.served import card_reliability, estimated_by_day, served_drift
+from heartrisk.monitoring.served_profile import RISK, ServingProfile, read_profile
 from support.people import rows_from
 
 DAY = date(2026, 5, 6)
@@ -54,3 +55,21 @@ def test_fewer_than_ten_people_get_no_drift_figures(trained: Settings, dev_frame
     serve_in_process(trained, rows_from(dev_frame, 9, seed=4), "1")
     reference = reference_sample(trained, champion_model(trained))
     assert served_drift(reference, read_profile(trained), DAY + timedelta(days=1)) is None
+
+
+def test_the_served_estimate_is_recalibrated_on_the_versions_reliability_table(
+        trained: Settings, dev_frame: pd.DataFrame) -> None:
+    """A new version's card carries the table (from its test records); the day's estimate uses it."""
+    model = champion_model(trained)
+    table = card_reliability(model.card)
+    assert table is not None and sum(table.count) == model.card["data"]["test_records"]
+    serve_in_process(trained, rows_from(dev_frame, 600, seed=3), "1")
+    profile = read_profile(trained)
+    day = estimated_by_day(profile, draws=300, reliability=table).iloc[0]
+    cells = profile[profile["question"] == RISK]
+    expected = estimate(cells, draws=300, reliability=table)
+    as_served = estimate(cells, draws=300)
+    for m in METRICS:
+        assert (day[m], day[f"{m}_low"], day[f"{m}_high"]) == (expected[m].value, expected[m].low,
+                                                              expected[m].high)
+    assert day["recall"] != as_served["recall"].value

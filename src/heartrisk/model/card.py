@@ -22,6 +22,7 @@ from heartrisk.model.context import Answers, contexts
 from heartrisk.model.estimator import RiskModel, model_input, raw_margin
 from heartrisk.model.evaluation import average_precision, reliability
 from heartrisk.model.reference import SurveyReference
+from heartrisk.monitoring.estimated import Reliability
 
 #: Subgroups the card reports metrics for.
 SUBGROUPS: tuple[str, ...] = ("sex", "age_category", "race")
@@ -144,5 +145,6 @@ def build_card(model: RiskModel, reference: SurveyReference, X_test: pd.DataFram
         "subgroups": subgroup_metrics(X_test, y, p_test),
         "calibration": {"mean_predicted": mean_p.tolist(), "observed": rate.tolist(),
                         "records": [int(c) for c in count]},
+        "reliability_at_threshold": Reliability.build(y, p_test, model.threshold).to_dict(),
         "range_coverage": range_coverage(model, reference, X_test, coverage_records, seed=seed),
     }

@@ -18,7 +18,7 @@ import pandas as pd
 
 from heartrisk.features import BY_NAME, FEATURE_NAMES, FEATURES
 from heartrisk.monitoring.drift import PROBABILITY, DriftReport, DriftSettings, Window, drift_report
-from heartrisk.monitoring.estimated import METRICS, estimate
+from heartrisk.monitoring.estimated import METRICS, Reliability, estimate
 from heartrisk.monitoring.served_profile import RISK, SMALL_COUNT, answer_bin, bin_value, shown_count
 
 
@@ -93,12 +93,14 @@ def served_drift(reference: pd.DataFrame, profile: pd.DataFrame, end: date,
     return DriftReport(window=report.window, rows=report.rows, sources={"served": window.rows})
 
 
-def estimated_by_day(profile: pd.DataFrame, draws: int = 2000) -> pd.DataFrame:
-    """Per day and model version: requests, flagged share and the CBPE estimates with intervals."""
+def estimated_by_day(profile: pd.DataFrame, draws: int = 2000,
+                     reliability: Reliability | None = None) -> pd.DataFrame:
+    """Per day and model version: requests, flagged share and the CBPE estimates with intervals,
+    recalibrated on the version's reliability table when given (the profile is one version's then)."""
     risk = profile[profile["question"] == RISK]
     rows = []
     for (day, version), cells in risk.groupby(["day", "model_version"], sort=True):
-        found = estimate(cells, draws=draws)
+        found = estimate(cells, draws=draws, reliability=reliability)
         row: dict[str, Any] = {"day": day, "model_version": version, "requests": int(cells["count"].sum()),
                                "flagged": int(cells.loc[cells["flagged"], "count"].sum())}
         for name in METRICS:
@@ -108,6 +110,12 @@ def estimated_by_day(profile: pd.DataFrame, draws: int = 2000) -> pd.DataFrame:
     columns = ["day", "model_version", "requests", "flagged",
                *(f"{m}{s}" for m in METRICS for s in ("", "_low", "_high"))]
     return pd.DataFrame(rows, columns=columns)
+
+
+def card_reliability(card: dict[str, Any] | None) -> Reliability | None:
+    """The reliability table a version's model card carries (None for versions trained before it)."""
+    table = (card or {}).get("reliability_at_threshold")
+    return Reliability.from_dict(table) if table else None
 
 
 def profile_table(profile: pd.DataFrame) -> list[dict[str, Any]]:

@@ -50,6 +50,7 @@ from heartrisk.monitoring.reads import (
     synthesizer_quality,
 )
 from heartrisk.monitoring.served import (
+    card_reliability,
     estimated_by_day,
     profile_table,
     requests_table,
@@ -298,8 +299,10 @@ def add_served(snap: Snapshot, settings: Settings, model: Any, now: datetime,
     """The served population from the serving profile: counts, estimated performance and drift."""
     profile = read_profile(settings)
     mine = profile[profile["model_version"] == str(model.version)] if not profile.empty else profile
-    estimates = estimated_by_day(mine, draws=config.served_draws)
-    snap.served = {"requests_by_day": requests_table(profile), "answers": profile_table(profile),
+    reliability = card_reliability(getattr(model, "card", None))
+    estimates = estimated_by_day(mine, draws=config.served_draws, reliability=reliability)
+    snap.served = {"recalibrated": reliability is not None,
+                   "requests_by_day": requests_table(profile), "answers": profile_table(profile),
                    "estimated": suppressed_estimates(estimates), "model_version": str(model.version),
                    "threshold": model.threshold}
     if not mine.empty:
