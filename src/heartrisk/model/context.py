@@ -38,7 +38,6 @@ from heartrisk.model.reference import (
     COPULA_FEATURES,
     NUMBER_LEVELS,
     SurveyReference,
-    normal_score,
     refit_risks,
 )
 
@@ -212,11 +211,12 @@ def draw_unknowns(answers: Answers, reference: SurveyReference, draws: int = DRA
     rest = [name for name in unknown if name not in ("sex", "age_category")]
     for name in rest:
         drawn[name] = [None] * draws
-    copula = _Conditional.of(reference, [name for name in COPULA_FEATURES if name in levels])
+    copula = _Conditional.of(reference, tuple(name for name in COPULA_FEATURES if name in levels))
     for (sex, age), rows in members.items():  # one group unless sex or age group is Unknown
         group = reference.group(sex, age)
         picked = {name: levels[name][rows] for name in rest}
-        values = copula.draw(answers, group, picked)
+        z_known = np.array([reference.score(sex, age, n, answers[n]) for n in copula.known])
+        values = copula.draw(z_known, group, picked)
         if "race" in picked:
             values["race"] = _inverse(BY_NAME["race"], group["race"], picked["race"])
         for name, found in values.items():
@@ -238,7 +238,19 @@ class _Conditional:
     root: np.ndarray
 
     @classmethod
-    def of(cls, reference: SurveyReference, missing: list[str]) -> _Conditional:
+    def of(cls, reference: SurveyReference, missing: tuple[str, ...]) -> _Conditional:
+        """The conditional of the ``missing`` scores, made once per set of Unknowns and kept with
+        the reference (a linear solve and an eigendecomposition: 0.25 ms of a request before)."""
+        made: dict[tuple[str, ...], _Conditional] = reference.__dict__.setdefault("_conditionals", {})
+        found = made.get(missing)
+        if found is None:
+            if len(made) >= 4096:  # 2^14 sets of Unknowns are possible; a few dozen are common
+                made.clear()
+            found = made[missing] = cls._solve(reference, list(missing))
+        return found
+
+    @classmethod
+    def _solve(cls, reference: SurveyReference, missing: list[str]) -> _Conditional:
         names = list(COPULA_FEATURES)
         m = [names.index(n) for n in missing]
         k = [j for j in range(len(names)) if j not in m]
@@ -249,12 +261,12 @@ class _Conditional:
         root = _square_root(rows_m[:, m] - weights @ s_mk.T) if m else np.zeros((0, 0))
         return cls(missing, [names[j] for j in k], weights, root)
 
-    def draw(self, answers: Answers, group: dict[str, np.ndarray],
+    def draw(self, z_known: np.ndarray, group: dict[str, np.ndarray],
              levels: dict[str, np.ndarray]) -> dict[str, list[Any]]:
-        """The Unknown copula answers at stratified ``levels``, in one sex x age ``group``."""
+        """The Unknown copula answers at stratified ``levels``, in one sex x age ``group`` whose
+        normal scores of the known answers (in :attr:`known`'s order) are ``z_known``."""
         if not self.missing:
             return {}
-        z_known = np.array([normal_score(BY_NAME[n], group[n], answers[n]) for n in self.known])
         mean = self.weights @ z_known if self.known else np.zeros(len(self.missing))
         eps = ndtri(np.column_stack([levels[n] for n in self.missing]))
         u = ndtr(mean + eps @ self.root.T)
@@ -273,7 +285,7 @@ def _inverse(f: Any, distribution: np.ndarray, u: np.ndarray) -> list[Any]:
     if f.is_numeric:
         values = np.clip(np.interp(u, NUMBER_LEVELS, distribution), f.low, f.high)
         return (np.round(values) if f.whole else values).tolist()
-    index = np.searchsorted(np.cumsum(distribution), u, side="right")
+    index = distribution.cumsum().searchsorted(u, side="right")
     return [f.values[i] for i in np.minimum(index, len(f.values) - 1)]
 
 

@@ -42,6 +42,8 @@ PERCENTILES = np.arange(1, 100, dtype=float)
 NUMBER_LEVELS = np.linspace(0.02, 0.98, 49)
 #: Bootstrap refits of the calibration stored with the model.
 CALIBRATION_REFITS = 16
+#: Normal scores a reference remembers before it forgets them all (about 10 MB).
+_MAX_REMEMBERED = 50_000
 
 SEX = feature("sex")
 AGE = feature("age_category")
@@ -99,6 +101,19 @@ class SurveyReference:
                     raise KeyError(f"the model's survey reference has no distribution of {f.name}")
                 found[f.name] = np.asarray(cell[f.name])
             resolved[(sex, age)] = found
+        return found
+
+    def score(self, sex: Any, age: Any, name: str, value: Any) -> float:
+        """:func:`normal_score` of one known answer in the (sex, age) group, remembered: a request
+        with Unknown sex or age asks it for every known answer in up to 26 groups, and the same
+        answers come back request after request (0.65 ms of a request's CPU before, cProfile)."""
+        scores: dict[tuple[Any, Any, str, Any], float] = self.__dict__.setdefault("_scores", {})
+        key = (sex, age, name, value)
+        found = scores.get(key)
+        if found is None:
+            if len(scores) >= _MAX_REMEMBERED:  # numbers (BMI) make keys without end: start again
+                scores.clear()
+            found = scores[key] = normal_score(feature(name), self.group(sex, age)[name], value)
         return found
 
     @property
