@@ -16,9 +16,11 @@ serving profile's writer (counts of what was asked, monitoring/served_profile.py
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
@@ -103,6 +105,7 @@ def create_app(settings: Settings, web: WebSettings | None = None,
     app.state.models = models
     app.state.submissions = submissions
     app.state.profile = profile
+    app.state.scoring_slots = anyio.CapacityLimiter(max(1, os.cpu_count() or 1))
     guard = guard_state(web.security)  # memory, or the Redis every replica shares
     keys = guard.keys
     limit = SubmissionLimit(keys, guard.submissions)

@@ -14,8 +14,8 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, status
-from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -73,6 +73,11 @@ async def serving_profile(request: Request) -> ServingProfile | None:
     return getattr(request.app.state, "profile", None)
 
 
+async def scoring_slots(request: Request) -> anyio.CapacityLimiter | None:
+    """How many dear predictions may run at once (one per core; None: the shared thread pool)."""
+    return getattr(request.app.state, "scoring_slots", None)
+
+
 async def submission_writer(request: Request) -> SubmissionWriter:
     return request.app.state.submissions
 
@@ -88,19 +93,23 @@ async def predict(
     body: Answers,  # type: ignore[valid-type]
     cache: Annotated[ModelCache, Depends(models)],
     profile: Annotated[ServingProfile | None, Depends(serving_profile)],
+    slots: Annotated[anyio.CapacityLimiter | None, Depends(scoring_slots)],
     explain: Annotated[bool, Query(description="include per-question SHAP contributions")] = True,
     context: Annotated[bool, Query(description="include the risk in context (picture, healthy peer, "
                                                "percentile, risk age, what-if, range)")] = True,
 ) -> Response:
     # A cheap answer (well under a millisecond) costs less than the hop to a worker thread; a dear
     # one (TreeSHAP of a big model) runs in the thread pool: it never holds up the event loop, and
-    # two of them run on two cores at once (the model's C code releases the GIL).
+    # two of them run on two cores at once (the model's C code releases the GIL). No more of them
+    # run at once than there are cores: eight threads passing the GIL among themselves cost CPU and
+    # stretch every request (bench/serve.py); the others wait their turn on the loop.
     scorer = cache.get()
     rows = [answers_dict(body)]
     if scorer.cheap(explain, context):
         result = score(scorer, rows, explain, context, profile)[0]
     else:
-        result = (await run_in_threadpool(score, scorer, rows, explain, context, profile))[0]
+        result = (await anyio.to_thread.run_sync(score, scorer, rows, explain, context, profile,
+                                                 limiter=slots))[0]
     # Built from our own model: serialised directly instead of being validated once more.
     return Response(result.model_dump_json(), media_type="application/json")
 
