@@ -5,6 +5,7 @@ retries alerts once; `heartrisk check` exits 1."""
 from __future__ import annotations
 
 import json
+import socket
 import time
 
 import httpx
@@ -16,7 +17,7 @@ from heartrisk.cli.app import app
 from heartrisk.config import Settings
 from heartrisk.monitoring.check_history import load_history
 from heartrisk.monitoring.checks import CheckSettings
-from heartrisk.runtime.alerts import AlertSettings
+from heartrisk.runtime.alerts import Alerter, AlertSettings, Problem
 from heartrisk.runtime.check import alert_job_gave_up, run_check
 from heartrisk.runtime.schedule import ScheduleSettings
 from heartrisk.runtime.scheduler import Job, JobScheduler
@@ -100,3 +101,21 @@ def test_a_job_that_fails_all_its_retries_sends_one_alert(settings: Settings) ->
     assert len(hooks) == 1
     assert hooks[0]["problems"][0]["key"] == "job:infer"
     assert "the store is gone" in hooks[0]["problems"][0]["detail"]
+
+
+def test_a_channel_that_failed_is_tried_again_alone(settings: Settings) -> None:
+    """The webhook took the alert, the mail server was down: the next run sends the mail only."""
+    settings.ensure_home()
+    problem = Problem(key="check:served_drift", title="served drift", detail="age_category")
+    with webhook_receiver() as (url, hooks), smtp_receiver() as (port, mails):
+        with socket.socket() as probe:  # a port nobody listens on: the mail server is down
+            probe.bind(("127.0.0.1", 0))
+            down = probe.getsockname()[1]
+        first = Alerter(settings, AlertSettings(webhook=url, smtp_host="127.0.0.1", smtp_port=down,
+                                                mail_to="ops@example.org")).alert([problem])
+        assert first == [] and len(hooks) == 1 and mails == []  # not all delivered: not done
+        config = AlertSettings(webhook=url, smtp_host="127.0.0.1", smtp_port=port, mail_to="ops@example.org")
+        second = Alerter(settings, config).alert([problem])
+        third = Alerter(settings, config).alert([problem])  # within the cooldown: nothing more
+    assert second == [problem] and third == []
+    assert len(hooks) == 1 and len(mails) == 1

@@ -6,7 +6,8 @@ library's ``smtplib``), with a link to the dashboard. Each problem has a key (``
 ``job:infer``); a key that was alerted within ``cooldown_hours`` (default a day) is not sent again, so
 one problem sends one alert a day however often the checks run. The record of what was sent,
 ``<home>/monitoring/alerts.json``, is updated under a file lock, so two processes (``up`` and a
-hand-run ``heartrisk check``) never both send the same alert.
+hand-run ``heartrisk check``) never both send the same alert; it is kept per channel, so a channel
+that failed is tried again alone.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import smtplib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -106,6 +107,10 @@ def send_mail(problems: list[Problem], config: AlertSettings) -> None:
         smtp.send_message(message)
 
 
+#: A channel's sending function.
+Sender = Callable[[list[Problem], AlertSettings], None]
+
+
 class Alerter:
     """Sends each problem at most once per cooldown, to every configured channel."""
 
@@ -116,36 +121,53 @@ class Alerter:
         settings.locks_dir.mkdir(parents=True, exist_ok=True)
 
     def alert(self, problems: list[Problem], now: datetime | None = None) -> list[Problem]:
-        """Send the problems not alerted within the cooldown; returns those sent (or logged)."""
+        """Send the problems not alerted within the cooldown; returns those every configured channel
+        now has (or that were logged, with no channel configured).
+
+        What was sent is recorded per channel (``webhook|<key>``), so a channel that failed is tried
+        again on the next run without the others sending the same alert twice."""
         now = now or utc_now()
         with self.lock:
             sent = self._sent()
-            cooldown = timedelta(hours=self.config.cooldown_hours)
-            fresh = [p for p in problems
-                     if p.key not in sent or now - datetime.fromisoformat(sent[p.key]) >= cooldown]
+            due = {name: [p for p in problems if self._due(sent, name, p.key, now)]
+                   for name, _ in self._channels()}
+            fresh = [p for p in problems if any(p in waiting for waiting in due.values())]
             if not fresh:
                 return []
-            delivered = self._deliver(fresh)
-            if delivered:
-                sent.update({p.key: now.isoformat() for p in fresh})
-                with atomic_write(self.path) as partial:
-                    Path(partial).write_text(json.dumps(sent, indent=1, sort_keys=True))
-            return fresh if delivered else []
+            log.warning("ALERT: %s", message_text(fresh, self.config))
+            failed: set[str] = set()
+            for name, send in self._channels():
+                if due[name] and self._deliver(name, send, due[name]):
+                    sent.update({f"{name}|{p.key}": now.isoformat() for p in due[name]})
+                elif due[name]:
+                    failed.update(p.key for p in due[name])
+            with atomic_write(self.path) as partial:
+                Path(partial).write_text(json.dumps(sent, indent=1, sort_keys=True))
+            return [p for p in fresh if p.key not in failed]
 
-    def _deliver(self, problems: list[Problem]) -> bool:
-        """True when every configured channel took the message (or none is configured: logged)."""
-        log.warning("ALERT: %s", message_text(problems, self.config))
-        ok = True
-        channels = [(self.config.webhook, send_webhook), (self.config.mail, send_mail)]
-        for enabled, send in channels:
-            if not enabled:
-                continue
-            try:
-                send(problems, self.config)
-            except Exception as exc:  # the next check run tries again (nothing was recorded as sent)
-                log.error("could not send the alert with %s: %s", send.__name__, exc)
-                ok = False
-        return ok
+    def _channels(self) -> list[tuple[str, Sender | None]]:
+        """The configured channels by name; ``log`` alone (the warning above) when none is."""
+        channels = [(name, send) for name, enabled, send in
+                    (("webhook", self.config.webhook, send_webhook), ("mail", self.config.mail, send_mail))
+                    if enabled]
+        return channels or [("log", None)]
+
+    def _due(self, sent: dict[str, str], channel: str, key: str, now: datetime) -> bool:
+        # A record without a channel (written before records were per channel) counts for all.
+        when = sent.get(f"{channel}|{key}") or sent.get(key)
+        cooldown = timedelta(hours=self.config.cooldown_hours)
+        return when is None or now - datetime.fromisoformat(when) >= cooldown
+
+    def _deliver(self, name: str, send: Sender | None, problems: list[Problem]) -> bool:
+        """True when the channel took the message (``log``: the warning was the message)."""
+        if send is None:
+            return True
+        try:
+            send(problems, self.config)
+        except Exception as exc:  # the next check run tries this channel again
+            log.error("could not send the alert by %s: %s", name, exc)
+            return False
+        return True
 
     def _sent(self) -> dict[str, str]:
         if not self.path.is_file():
