@@ -42,6 +42,8 @@ from heartrisk.engine.runner import bounded_scans, use_runner
 from heartrisk.features import FEATURE_NAMES, LABEL
 from heartrisk.store.groups import HEART, HEART_PREDICTIONS, open_group
 
+#: The selection's flag column: this model version has scored the record id.
+DONE = "__done"
 #: The ``heart`` columns the plan reads (what a prediction row needs).
 READ_COLUMNS = ("record_id", "event_time", "source", *FEATURE_NAMES, LABEL.name)
 
@@ -121,9 +123,8 @@ class ScoringPlan:
         chosen = self.selection()
         if not chosen.keep:
             return pa.RecordBatchReader.from_batches(HEART_PREDICTIONS.schema, iter(()))
-        frame = self._scoring(chosen.keep)
-        return pa.RecordBatchReader.from_batches(HEART_PREDICTIONS.schema,
-                                                 self._observed(_typed(bounded_scans(frame.to_arrow_iter(results_buffer_size=1)))))
+        scored = bounded_scans(self._scoring(chosen.keep).to_arrow_iter(results_buffer_size=1))
+        return pa.RecordBatchReader.from_batches(HEART_PREDICTIONS.schema, self._observed(_typed(scored)))
 
     def _observed(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
@@ -162,6 +163,10 @@ def scoring_plan(settings: Settings, model: Any, start: datetime, end: datetime,
     window = snapshot(open_group(settings, HEART), start_utc, end_utc)
     predictions = open_group(settings, HEART_PREDICTIONS)
     scored = snapshot(predictions, start_utc) if predictions.exists() else None
+    if scored is not None and not scored.files:
+        # A table with no file in the window (created by a run killed before its commit): no join.
+        # Daft's Ray runner cannot repartition a scan of no files ("by 0 partitions").
+        scored = None
     return ScoringPlan(settings=settings, window=window, scored=scored, model_version=str(model.version),
                        threshold=float(model.threshold), now=now)
 
@@ -172,7 +177,7 @@ def select_rows(window: Snapshot, scored: Snapshot | None, model_version: str, b
     bits: dict[int, np.ndarray] = {}
     in_window = to_score = 0
     held = []
-    for bucket in range(buckets):
+    for bucket in range(buckets if window.files else 0):
         ids = 0
         plan = _bucket_plan(window, scored, model_version, bucket, buckets)
         for batch in bounded_scans(plan.to_arrow_iter()):
@@ -191,10 +196,6 @@ def select_rows(window: Snapshot, scored: Snapshot | None, model_version: str, b
         held.append(ids)
     keep = {index: np.packbits(mask).tobytes() for index, mask in bits.items()}
     return Selection(keep=keep, in_window=in_window, to_score=to_score, bucket_ids=tuple(held))
-
-
-#: The selection's flag column: this model version has scored the record id.
-DONE = "__done"
 
 
 def _bucket_plan(window: Snapshot, scored: Snapshot | None, model_version: str, bucket: int,
