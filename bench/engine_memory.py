@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale import DEFAULT_CSV, REPLICATE, ROOT, SETUP, child
+from scale import DEFAULT_CSV, child, replicated_homes, save
 
 PHASES = """
 import json, os, resource, sys, threading, time
@@ -98,14 +98,8 @@ def main() -> None:
     results: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
-        base = scratch / "base"
-        print(f"set-up: ingest {args.csv.name}, train a quick LightGBM …", flush=True)
-        child(SETUP, str(base), str(args.csv))
-        for factor in (int(f) for f in args.factors.split(",")):
-            home = scratch / f"x{factor}"
-            shutil.copytree(base, home)
-            rows = int(child(REPLICATE, str(home), str(factor)))
-            print(f"\n{factor}x: {rows:,} rows in heart", flush=True)
+        factors = [int(f) for f in args.factors.split(",")]
+        for factor, home, rows in replicated_homes(args.csv, factors, scratch):
             for engine in ("local", "daft"):
                 run = scratch / "run"
                 shutil.rmtree(run, ignore_errors=True)
@@ -117,16 +111,8 @@ def main() -> None:
                 phases = ", ".join(f"{k} {v:,}" for k, v in out["phases_mib"].items())
                 print(f"  {engine:<6} peak {out['peak_mib']:>7,.0f} MiB  ({phases}; load {load:.1f})",
                       flush=True)
-                save(args.csv, results)
-            shutil.rmtree(home)
+                save(args.csv, results, "engine_memory")
     print(f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-
-
-def save(csv: Path, results: list[dict[str, object]]) -> None:
-    out = ROOT / "bench" / "results" / "engine_memory.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"csv": str(csv), "cores": os.cpu_count(), "runs": results,
-                               "load_average_now": os.getloadavg()[0]}, indent=2, default=str))
 
 
 if __name__ == "__main__":
