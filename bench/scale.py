@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,6 +95,21 @@ def child(code: str, *args: str, env: dict[str, str] | None = None) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
+def replicated_homes(csv: Path, factors: list[int], scratch: Path) -> Iterator[tuple[int, Path, int]]:
+    """The set-up (not timed): ``csv`` ingested and a quick LightGBM trained once, then for each factor
+    a home whose ``heart`` holds the rows that many times (removed once the caller is done with it)."""
+    base = scratch / "base"
+    print(f"set-up: ingest {csv.name}, train a quick LightGBM …", flush=True)
+    child(SETUP, str(base), str(csv))
+    for factor in factors:
+        home = scratch / f"x{factor}"
+        shutil.copytree(base, home)
+        rows = int(child(REPLICATE, str(home), str(factor)))
+        print(f"\n{factor}x: {rows:,} rows in heart", flush=True)
+        yield factor, home, rows
+        shutil.rmtree(home)
+
+
 def timed_run(home: Path, scratch: Path, engine: str, threads: int) -> dict[str, float]:
     copy = scratch / "run"
     shutil.rmtree(copy, ignore_errors=True)
@@ -114,14 +130,7 @@ def main() -> None:
     results: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
-        base = scratch / "base"
-        print(f"set-up: ingest {args.csv.name}, train a quick LightGBM …", flush=True)
-        child(SETUP, str(base), str(args.csv))
-        for factor in factors:
-            home = scratch / f"x{factor}"
-            shutil.copytree(base, home)
-            rows = int(child(REPLICATE, str(home), str(factor)))
-            print(f"\n{factor}x: {rows:,} rows in heart", flush=True)
+        for factor, home, rows in replicated_homes(args.csv, factors, scratch):
             runs = [("local", "local", 1), ("daft native, 1 thread", "daft", 1),
                     ("daft native, 2 threads", "daft", 2)]
             for label, engine, threads in runs:
@@ -130,7 +139,6 @@ def main() -> None:
                 print(f"  {label:<24} {out['seconds']:>7.1f} s {out['rows'] / out['seconds']:>10,.0f} rows/s "
                       f"peak {out['peak_mib']:>7,.0f} MiB  (load {out['load_before']:.1f})", flush=True)
                 save(args.csv, results)  # after each run: a run stopped midway keeps what it measured
-            shutil.rmtree(home)
     print(f"\n{'factor':>6} {'rows':>10}  {'engine':<24} {'wall s':>8} {'rows/s':>10} {'peak MiB':>9}")
     for r in results:
         print(f"{r['factor']:>5}x {r['table_rows']:>10,}  {r['engine']:<24} {r['seconds']:>8.1f} "
@@ -139,8 +147,9 @@ def main() -> None:
     save(args.csv, results)
 
 
-def save(csv: Path, results: list[dict[str, object]]) -> None:
-    out = ROOT / "bench" / "results" / "scale.json"
+def save(csv: Path, results: list[dict[str, object]], name: str = "scale") -> None:
+    """The runs so far, with the machine's cores and load, to bench/results/<name>.json."""
+    out = ROOT / "bench" / "results" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"csv": str(csv), "cores": os.cpu_count(), "runs": results,
                                "load_average_now": os.getloadavg()[0]}, indent=2, default=str))

@@ -32,6 +32,7 @@ ENV_VARS: dict[str, str] = {
     "engine": "HEARTRISK_ENGINE",
     "ray_address": "HEARTRISK_RAY_ADDRESS",
     "engine_batch_rows": "HEARTRISK_ENGINE_BATCH_ROWS",
+    "engine_bucket_rows": "HEARTRISK_ENGINE_BUCKET_ROWS",
     "train_read_rows": "HEARTRISK_TRAIN_READ_ROWS",
 }
 
@@ -90,6 +91,9 @@ class Settings(BaseModel):
         "Daft's native runner in this process"))
     engine_batch_rows: int = Field(default=65_536, ge=1_000, le=10_000_000, description=(
         "rows a daft worker scores at once: what bounds its memory"))
+    engine_bucket_rows: int = Field(default=500_000, ge=1_000, le=100_000_000, description=(
+        "record ids the daft engine sorts out at once (one row per id, the ids already scored "
+        "left out): the window is split into hash buckets of about this many rows"))
     train_read_rows: int | None = Field(default=None, ge=1_000, description=(
         "training reads a seeded sample of about this many rows when the table holds more"))
 

@@ -36,7 +36,9 @@ def test_daft_scores_like_the_local_engine(trained: Settings, tmp_path: Path) ->
     # One record stored twice in heart, as a race before issue 15 left some: scored once by both.
     heart = open_group(trained, HEART)
     write_deltalake(heart.uri, heart.read_arrow().slice(0, 1), mode="append")
-    daft_home = copy_home(trained, tmp_path / "daft", engine="daft", engine_batch_rows=1_000)
+    # Small buckets: the ids are sorted out in several hash buckets, each against its own scored ids.
+    daft_home = copy_home(trained, tmp_path / "daft", engine="daft", engine_batch_rows=1_000,
+                          engine_bucket_rows=2_000)
 
     local = run_infer(trained, hours=24, now=now, artifacts=False)
     engine = run_infer(daft_home, hours=24, now=now, artifacts=False)
@@ -79,6 +81,31 @@ def test_daft_scores_like_the_local_engine(trained: Settings, tmp_path: Path) ->
     engine_drift, local_drift = engine_report.drift.to_dict(), local_report.drift.to_dict()
     assert engine_drift.pop("features") == [_approx_floats(f) for f in local_drift.pop("features")]
     assert engine_drift == local_drift
+
+
+def test_no_step_of_the_daft_engine_holds_the_whole_window(trained: Settings, tmp_path: Path) -> None:
+    """The window is 6,000 rows; with buckets of 1,000 ids and batches of 1,000 rows no plan step
+    holds more than a bucket's ids (hash buckets vary a little) and the driver no more than a batch.
+    A dedup or anti-join over the whole window would hold 6,000."""
+    now = kaggle_time(trained) + timedelta(hours=1)
+    heart = open_group(trained, HEART)
+    write_deltalake(heart.uri, heart.read_arrow().slice(0, 1), mode="append")  # a record id twice
+    home = copy_home(trained, tmp_path / "daft", engine="daft", engine_batch_rows=1_000,
+                     engine_bucket_rows=1_000)
+    first = run_infer(home, hours=24, now=now, artifacts=False)
+    assert first.inserted == first.rows_in_window == 6000
+    assert 800 <= first.steps["largest_bucket_ids"] <= 1_300
+    assert first.steps["buckets"] >= 6
+    assert 0 < first.steps["largest_batch_rows"] <= 1_000
+    assert open_group(home, HEART_PREDICTIONS).duplicate_keys().num_rows == 0
+
+    later = now + timedelta(hours=3)
+    add_rows(home, 300, "synthetic", later - timedelta(hours=1), seed=3)
+    again = run_infer(home, hours=24, now=later, artifacts=False)
+    assert (again.inserted, again.already_scored, again.rows_in_window) == (300, 6000, 6300)
+    assert again.steps["largest_bucket_ids"] <= 1_300
+    nothing = run_infer(home, hours=24, now=later, artifacts=False)
+    assert nothing.inserted == 0 and nothing.steps["largest_batch_rows"] == 0  # nothing read to score
 
 
 def test_the_daft_engine_writes_the_monitoring_report(trained: Settings, tmp_path: Path) -> None:

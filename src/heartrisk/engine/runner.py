@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 from heartrisk.config import ConfigError, Settings
+
+#: Data files Daft's native runner reads at once (its default: 8). Each task holds its file's decoded
+#: batches until the plan downstream (scoring) takes them, so with 8 the scoring plan's peak grew with
+#: the number of files read: 955 MiB at 4x against 646 at 1x; with one, 731 and 644 (bench/scale.py
+#: data, buckets of 250k ids; the rest is the run's tally). Reading is cheap beside scoring, which
+#: keeps its own parallelism. The Ray runner ignores this setting (each Ray task reads one file).
+SCANS_AT_ONCE = 1
 
 
 def use_runner(settings: Settings) -> str:
@@ -41,3 +51,14 @@ def require_daft() -> None:
     except ImportError:
         raise ConfigError("HEARTRISK_ENGINE=daft (or a Ray address) needs Daft: "
                           "pip install 'heartrisk[engine]'") from None
+
+
+def bounded_scans(batches: Iterator[Any]) -> Iterator[Any]:
+    """``batches`` of a Daft query, run with at most :data:`SCANS_AT_ONCE` files read at once.
+
+    Daft reads its execution settings when the query starts (at the first batch), so they are set
+    around the iteration, not around building the plan."""
+    import daft
+
+    with daft.execution_config_ctx(scantask_max_parallel=SCANS_AT_ONCE):
+        yield from batches

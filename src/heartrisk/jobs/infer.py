@@ -62,6 +62,9 @@ class InferResult:
     artifacts: tuple[Path, ...] = ()
     seconds: float = 0.0
     engine: str = "local"
+    #: What the largest step of the daft engine held (empty for the local engine): the hash buckets
+    #: of record ids, the most ids one bucket's plan held, the largest record batch the driver got.
+    steps: dict[str, int] = field(default_factory=dict)
 
     @property
     def summary(self) -> str:
@@ -125,6 +128,7 @@ def run_infer(settings: Settings, hours: float = 24, now: datetime | None = None
         already_scored=scored.in_window - len(scored.batch), inserted=inserted,
         predictions_version=written.version if written else None, metrics=metrics, drift=drift,
         run_id=run_id, artifacts=tuple(paths), seconds=time.perf_counter() - started, engine=engine,
+        steps=scored.steps,
     )
 
 
@@ -137,6 +141,7 @@ class Scored:
     batch: pd.DataFrame
     rows: pd.DataFrame | None
     written: InsertResult | None
+    steps: dict[str, int] = field(default_factory=dict)
 
 
 def score_locally(settings: Settings, heart: Any, model: Any, start: datetime, end: datetime,
@@ -163,7 +168,10 @@ def score_with_daft(settings: Settings, heart: Any, model: Any, start: datetime,
     tally = BatchTally()
     written = open_group(settings, HEART_PREDICTIONS).insert_stream(lambda: tally.watch(plan.batches()))
     batch = tally.frame()
-    return Scored(plan.rows_in_window(), batch, None, written if len(batch) else None)
+    chosen = plan.selection()
+    steps = {"buckets": plan.buckets, "largest_bucket_ids": max(chosen.bucket_ids, default=0),
+             "largest_batch_rows": plan.largest_batch}
+    return Scored(chosen.in_window, batch, None, written if len(batch) else None, steps)
 
 
 @dataclass(frozen=True)
