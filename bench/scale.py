@@ -45,6 +45,9 @@ settings = Settings(home=Path(sys.argv[1]))
 ingest(settings, Path(sys.argv[2]))
 result = train(settings, TrainSettings.for_quick(families=("lightgbm",)))
 print(result.version, result.family)
+import os
+sys.stdout.flush()
+os._exit(0)  # delta-rs/pyarrow scan threads can abort the interpreter's teardown (delta-io/delta-rs#2184)
 """
 
 REPLICATE = """
@@ -62,6 +65,9 @@ for copy in range(1, factor):  # copy 0 is the table as ingested
     ids = pc.binary_join_element_wise(base.column("record_id"), pa.scalar(f"x{copy}"), ":")
     write_deltalake(heart.uri, base.set_column(0, "record_id", ids), mode="append")
 print(heart.count())
+import os
+sys.stdout.flush()
+os._exit(0)  # delta-rs/pyarrow scan threads can abort the interpreter's teardown (delta-io/delta-rs#2184)
 """
 
 TIMED = """
@@ -84,6 +90,9 @@ result = run_infer(settings, hours=24 * 400, now=newest + timedelta(hours=1), ar
 wall, cpu = time.perf_counter() - start, time.process_time() - cpu
 print(json.dumps({"rows": result.inserted, "in_window": result.rows_in_window, "seconds": wall,
                   "cpu_seconds": cpu, "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+import os
+sys.stdout.flush()
+os._exit(0)  # delta-rs/pyarrow scan threads can abort the interpreter's teardown (delta-io/delta-rs#2184)
 """
 
 
