@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -159,3 +160,30 @@ def test_of_four_processes_taking_one_lease_at_once_exactly_one_wins(tmp_path: P
         results = at_once(_take, [(root, f"p{i}") for i in range(4)], lead_s=4)
         assert all(kind == "ok" for kind, _ in results), results
         assert sorted(value for _, value in results).count("won") == 1, results
+
+
+def test_a_reader_never_sees_a_half_written_create(tmp_path: Path) -> None:
+    """A lease another process is creating is read whole or not at all (a reader that saw the empty
+    file of a create in progress failed with a JSON error, the race of four processes above)."""
+    objects = LocalObjects(tmp_path)
+    data = os.urandom(4 << 20)  # big enough that a write takes a while
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def read_all_the_time() -> None:
+        while not stop.is_set():
+            for k in range(20):
+                found = objects.read(f"race/{k}")
+                if found is not None:
+                    seen.append(len(found.data))
+
+    reader = threading.Thread(target=read_all_the_time)
+    reader.start()
+    try:
+        for k in range(20):
+            objects.create(f"race/{k}", data)
+    finally:
+        stop.set()
+        reader.join()
+    assert seen and set(seen) == {len(data)}, sorted(set(seen))[:5]
+    assert objects.keys("race") == [f"race/{k}" for k in sorted(range(20), key=str)]

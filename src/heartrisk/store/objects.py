@@ -15,9 +15,10 @@ an update with a stale ETag are both refused.
 
 On a local folder ``obstore`` creates with ``O_EXCL`` but does not implement the conditional update
 (``NotImplementedError: PutMode::Update`` in obstore 0.12.1), so :class:`LocalObjects` does both with
-the file system: ``O_CREAT | O_EXCL`` for create, and for replace a check of the content's hash and an
-atomic rename while holding a lock file next to the object. A local folder is shared only by the
-processes that can open it (one machine, or a network file system that honours ``O_EXCL`` and locks).
+the file system: for create, a hard link of a fully written file (it fails when the key exists), and
+for replace a check of the content's hash and an atomic rename while holding a lock file next to the
+object. A local folder is shared only by the processes that can open it (one machine, or a network
+file system that honours hard links and locks).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -144,17 +146,25 @@ class LocalObjects:
         return self.root / key
 
     def create(self, key: str, data: bytes) -> str:
+        """Written whole to a private file first, then hard-linked to the key: ``link`` fails when
+        the key exists (like ``O_EXCL``) and the key appears with all its bytes. Opening the key with
+        ``O_EXCL`` and writing into it let a reader (which takes no lock) see an empty or half-written
+        lease (``tests/store/test_lease.py``)."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with self._locked(path):  # a replace in progress must not see a half-written create
-            try:
-                handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError as exc:
-                raise ConditionFailedError(f"{path} already exists") from exc
-            with os.fdopen(handle, "wb") as file:
-                file.write(data)
-                file.flush()
-                os.fsync(file.fileno())
+        partial = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
+        with partial.open("wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        try:
+            with self._locked(path):  # serialised with replaces of the same key
+                try:
+                    os.link(partial, path)
+                except FileExistsError as exc:
+                    raise ConditionFailedError(f"{path} already exists") from exc
+        finally:
+            partial.unlink(missing_ok=True)
         return _tag(data)
 
     def replace(self, key: str, data: bytes, tag: str) -> str:
