@@ -61,7 +61,8 @@ def main() -> None:
     from heartrisk.jobs.ingest import ingest
     from heartrisk.jobs.train import TrainSettings, train
     from heartrisk.model.registry import champion_model
-    from heartrisk.monitoring.estimated import METRICS, Reliability, validate
+    from heartrisk.model.reliability import Reliability
+    from heartrisk.monitoring.estimated import METRICS, validate
     from heartrisk.monitoring.served import card_reliability
     from heartrisk.monitoring.served_profile import ServingProfile
     from heartrisk.web.risk_check.scorer import Scorer, random_rows

@@ -9,7 +9,8 @@ import pytest
 from heartrisk.config import Settings
 from heartrisk.features import BY_COLUMN, FEATURE_NAMES, LABEL, NUMERIC_FEATURES
 from heartrisk.model.registry import champion_model
-from heartrisk.monitoring.estimated import METRICS, Reliability, estimate, risk_cells, validate
+from heartrisk.model.reliability import Reliability
+from heartrisk.monitoring.estimated import METRICS, estimate, risk_cells, validate
 
 
 def test_the_point_estimate_is_the_expected_confusion_matrix() -> None:

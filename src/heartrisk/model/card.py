@@ -22,7 +22,7 @@ from heartrisk.model.context import Answers, contexts
 from heartrisk.model.estimator import RiskModel, model_input, raw_margin
 from heartrisk.model.evaluation import average_precision, reliability
 from heartrisk.model.reference import SurveyReference
-from heartrisk.monitoring.estimated import Reliability
+from heartrisk.model.reliability import Reliability
 
 #: Subgroups the card reports metrics for.
 SUBGROUPS: tuple[str, ...] = ("sex", "age_category", "race")

@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 
 from heartrisk.features import BY_NAME, FEATURE_NAMES, FEATURES
+from heartrisk.model.reliability import Reliability
 from heartrisk.monitoring.drift import PROBABILITY, DriftReport, DriftSettings, Window, drift_report
-from heartrisk.monitoring.estimated import METRICS, Reliability, estimate
+from heartrisk.monitoring.estimated import METRICS, estimate
 from heartrisk.monitoring.served_profile import RISK, SMALL_COUNT, answer_bin, bin_value, shown_count
 
 
