@@ -35,6 +35,14 @@ DEFAULT_CSV = Path(os.environ.get("HEARTRISK_CSV") or ROOT.parent / "shared/data
 ENV = {**os.environ, "TERM": "dumb", "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
 
+#: Every child script ends here: delta-rs/pyarrow scan threads can abort the interpreter's teardown
+#: (delta-io/delta-rs#2184), which lost the child's printed result 1 time in 2 on this machine.
+EXIT = """
+import os, sys
+sys.stdout.flush()
+os._exit(0)
+"""
+
 SETUP = """
 import sys
 from pathlib import Path
@@ -45,10 +53,8 @@ settings = Settings(home=Path(sys.argv[1]))
 ingest(settings, Path(sys.argv[2]))
 result = train(settings, TrainSettings.for_quick(families=("lightgbm",)))
 print(result.version, result.family)
-import os
-sys.stdout.flush()
-os._exit(0)  # delta-rs/pyarrow scan threads can abort the interpreter's teardown (delta-io/delta-rs#2184)
 """
+
 
 REPLICATE = """
 import sys
@@ -65,10 +71,8 @@ for copy in range(1, factor):  # copy 0 is the table as ingested
     ids = pc.binary_join_element_wise(base.column("record_id"), pa.scalar(f"x{copy}"), ":")
     write_deltalake(heart.uri, base.set_column(0, "record_id", ids), mode="append")
 print(heart.count())
-import os
-sys.stdout.flush()
-os._exit(0)  # delta-rs/pyarrow scan threads can abort the interpreter's teardown (delta-io/delta-rs#2184)
 """
+
 
 TIMED = """
 import json, resource, sys, time
@@ -90,14 +94,12 @@ result = run_infer(settings, hours=24 * 400, now=newest + timedelta(hours=1), ar
 wall, cpu = time.perf_counter() - start, time.process_time() - cpu
 print(json.dumps({"rows": result.inserted, "in_window": result.rows_in_window, "seconds": wall,
                   "cpu_seconds": cpu, "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-import os
-sys.stdout.flush()
-os._exit(0)  # delta-rs/pyarrow scan threads can abort the interpreter's teardown (delta-io/delta-rs#2184)
 """
 
 
+
 def child(code: str, *args: str, env: dict[str, str] | None = None) -> str:
-    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", code + EXIT, *args], capture_output=True, text=True,
                           env=env or ENV)
     if done.returncode:
         sys.exit(f"step failed:\n{done.stderr[-4000:]}")

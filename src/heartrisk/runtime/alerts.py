@@ -129,14 +129,14 @@ class Alerter:
         now = now or utc_now()
         with self.lock:
             sent = self._sent()
-            due = {name: [p for p in problems if self._due(sent, name, p.key, now)]
-                   for name, _ in self._channels()}
+            channels = self._channels()
+            due = {name: [p for p in problems if self._due(sent, name, p.key, now)] for name, _ in channels}
             fresh = [p for p in problems if any(p in waiting for waiting in due.values())]
             if not fresh:
                 return []
             log.warning("ALERT: %s", message_text(fresh, self.config))
             failed: set[str] = set()
-            for name, send in self._channels():
+            for name, send in channels:
                 if due[name] and self._deliver(name, send, due[name]):
                     sent.update({f"{name}|{p.key}": now.isoformat() for p in due[name]})
                 elif due[name]:
