@@ -18,7 +18,7 @@ import pytest
 from heartrisk.config import Settings
 from heartrisk.features import BY_NAME, FEATURE_NAMES, FEATURES, IDENTITY_FEATURES, feature
 from heartrisk.model.card import pipeline_margins, range_coverage, rows_as_answers
-from heartrisk.model.context import AGE, RiskContext, contexts, plan, risk_age
+from heartrisk.model.context import AGE, HealthyCurves, RiskContext, contexts, plan, risk_age
 from heartrisk.model.reference import MIN_CELL, SurveyReference, build_reference
 from heartrisk.model.registry import LoadedModel, champion_model
 
@@ -82,7 +82,7 @@ def test_context_matches_the_model(champion: LoadedModel, reference: SurveyRefer
         assert all(peer[f.name] == f.healthy for f in FEATURES if f.name not in IDENTITY_FEATURES)
 
 
-def test_all_rows_of_a_request_are_scored_in_one_call(champion: LoadedModel,
+def test_a_request_is_scored_in_one_call_once_its_healthy_curve_is_kept(champion: LoadedModel,
                                                       reference: SurveyReference) -> None:
     calls: list[int] = []
     margins = pipeline_margins(champion.model)
@@ -94,9 +94,17 @@ def test_all_rows_of_a_request_are_scored_in_one_call(champion: LoadedModel,
 
     person = healthy(smoking="Yes", bmi=31.0, sleep_time=None, race=None, gen_health="Fair")
     model = champion.model
-    contexts([person], counted, model.calibration, model.imputation(), reference)
-    assert len(calls) == 1
-    assert calls[0] == plan(person, model.imputation(), reference).size < 60
+    curves = HealthyCurves(counted)
+    first = contexts([person], counted, model.calibration, model.imputation(), reference, curves)
+    assert calls == [plan(person, model.imputation(), reference).size, len(AGES)]  # the rows, the curve
+    assert calls[0] < 50
+    # The next person of the same sex and race: the kept curve, one call, the same numbers as afresh.
+    other = {**person, "age_category": "35-39", "bmi": 24.0}
+    again = contexts([other], counted, model.calibration, model.imputation(), reference, curves)
+    assert calls[2:] == [plan(other, model.imputation(), reference).size]
+    fresh = contexts([other], margins, model.calibration, model.imputation(), reference)
+    assert again[0].model_dump() == fresh[0].model_dump()
+    assert first[0].risk_age.healthy_by_age == again[0].risk_age.healthy_by_age
 
 
 def test_risk_age_rises_with_risk_and_is_capped(champion: LoadedModel,

@@ -135,3 +135,22 @@ def test_bootstrap_gate_separates_a_better_model_from_noise() -> None:
     assert not compare(y, signal, weak, resamples=100).significant
     same = compare(y, signal, signal + rng.normal(0, 1e-6, len(y)), resamples=100)
     assert not same.significant and same.noise < 0.01
+
+
+def test_the_search_keeps_the_cheapest_configuration_within_one_standard_error_of_the_best() -> None:
+    from heartrisk.model.training import one_standard_error
+
+    def config(trees: int, leaves: int) -> dict[str, int]:
+        return {"classify__n_estimators": trees, "classify__num_leaves": leaves}
+
+    results = pd.DataFrame({
+        "params": [config(400, 40), config(200, 10), config(150, 8), config(300, 20)],
+        "mean_test_pr_auc": [0.340, 0.338, 0.320, 0.339],
+        "std_test_pr_auc": [0.006, 0.005, 0.004, 0.006],
+    })
+    # 3 folds: one standard error of the best is 0.006 / sqrt(3) = 0.0035 -> scores >= 0.3365 count.
+    assert one_standard_error(results, "lightgbm", folds=3) == 1  # 2,000 nodes; 150 x 8 is too weak
+    assert one_standard_error(results.assign(std_test_pr_auc=0.0), "lightgbm", folds=3) == 0
+    # A linear model costs the same whatever C: the best score is kept.
+    assert one_standard_error(results.assign(params=[{"classify__C": c} for c in (1, 2, 3, 4)]),
+                              "logreg", folds=3) == 0

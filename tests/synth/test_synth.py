@@ -86,7 +86,7 @@ def test_repair_clips_to_the_range_seen_in_real_rows() -> None:
 
 
 def test_synth_settings_fail_loudly() -> None:
-    with pytest.raises(ValueError, match="multiple of pac 5"):
+    with pytest.raises(ValueError, match="multiple of pac 2"):
         SynthSettings(batch_size=505)
     with pytest.raises(ValueError, match="multiple of pac 3"):
         SynthSettings(batch_size=500, pac=3)

@@ -231,10 +231,12 @@ def log_run(run: TrackedRun, settings: Settings, ts: TrainSettings, data: Prepar
         "max_synthetic_share": ts.max_synthetic_share,
         "include_synthetic": ts.include_synthetic, "seed": ts.seed, "quick": ts.quick,
         "search_iter": ts.search_iter, "cv_folds": ts.cv_folds, "search_rows": ts.search_rows,
+        "select": ts.select,
         "git_commit": commit,
     })
     run.log_metrics({f"test_{k}": v for k, v in metrics.items()})
     run.log_metrics({"cv_pr_auc": chosen.cv_pr_auc, "cv_pr_auc_std": chosen.cv_pr_auc_std,
+                     "cv_best_pr_auc": chosen.cv_best_pr_auc,
                      "holdout_pr_auc": chosen.holdout_pr_auc})
     if decision.comparison is not None:
         comparison = decision.comparison

@@ -16,9 +16,11 @@ For one person's answers this computes, with **one** batched call of the model:
   from its distribution among people of the same sex and age group (a Latin hypercube, seeded, so a
   person always sees the same range), each draw scored under every stored calibration refit.
 
-The rows (person, 13 healthy-profile rows, what-ifs, draws: 15-60 rows) are stacked and scored by
-``margins`` in one call: the web's compiled scorer or the model's pipeline (training uses the latter
-to measure the range's coverage on test records, :mod:`heartrisk.model.card`).
+The rows (person, what-ifs, draws: 2-45 rows) are stacked and scored by ``margins`` in one call:
+the web's compiled scorer or the model's pipeline (training uses the latter to measure the range's
+coverage on test records, :mod:`heartrisk.model.card`). The healthy profile's 13 rows depend only on
+sex and race, so :class:`HealthyCurves` scores them once per (sex, race) and keeps them: the web's
+scorer keeps one per model version (a request then scores 13 rows fewer).
 """
 
 from __future__ import annotations
@@ -162,16 +164,47 @@ class Plan:
     size: int
     peer: Answers  # the healthy peer's answers
     peer_index: int  # among the healthy-profile rows
+    curve: tuple[Any, Any]  # the healthy profile's (sex, race): its key in HealthyCurves
     what_if: list[tuple[str, Any]]
     draws: int  # 0 when every question was answered
 
 
-def healthy_profile(answers: Answers, imputation: dict[str, Any]) -> list[Answers]:
-    """The healthy peer at each age group: the person's sex (or the assumed one) and race."""
-    base = {f.name: f.healthy for f in FEATURES}
-    base["sex"] = answers.get("sex") or imputation["sex"]
-    base["race"] = answers.get("race")
-    return [{**base, "age_category": age} for age in AGE.values]
+def curve_key(answers: Answers, imputation: dict[str, Any]) -> tuple[Any, Any]:
+    """The (sex, race) of a person's healthy profile: their sex (or the assumed one) and race."""
+    return answers.get("sex") or imputation["sex"], answers.get("race")
+
+
+HEALTHY: Answers = {f.name: f.healthy for f in FEATURES}
+
+
+def healthy_peer(sex: Any, race: Any, age: Any) -> Answers:
+    """The healthy answer to every question but sex, race and age group."""
+    return {**HEALTHY, "sex": sex, "race": race, "age_category": age}
+
+
+def healthy_profile(sex: Any, race: Any) -> list[Answers]:
+    """The healthy peer of this sex and race at each age group."""
+    return [healthy_peer(sex, race, age) for age in AGE.values]
+
+
+class HealthyCurves:
+    """The healthy profile's margins at each age group, scored once per (sex, race) and kept.
+
+    Every person of a sex and race shares these 13 rows, so there are at most 14 curves per model
+    version. Filling the dict from two threads at once only scores a curve twice.
+    """
+
+    def __init__(self, margins: Margins) -> None:
+        self._margins = margins
+        self._curves: dict[tuple[Any, Any], np.ndarray] = {}
+
+    def __call__(self, key: tuple[Any, Any]) -> np.ndarray:
+        found = self._curves.get(key)
+        if found is None:
+            profile = healthy_profile(*key)
+            columns = {name: [row[name] for row in profile] for name in FEATURE_NAMES}
+            found = self._curves[key] = np.asarray(self._margins(columns, len(profile)), dtype=float)
+        return found
 
 
 def what_if_changes(answers: Answers) -> list[tuple[str, Any]]:
@@ -292,10 +325,10 @@ def _inverse(f: Any, distribution: np.ndarray, u: np.ndarray) -> list[Any]:
 
 
 def plan(answers: Answers, imputation: dict[str, Any], reference: SurveyReference) -> Plan:
-    """The rows one person's context needs, column by column: the person, the healthy profile at
-    each age group, one row per what-if, the draws of the Unknowns (see the module docstring)."""
+    """The rows one person's context needs, column by column: the person, one row per what-if, the
+    draws of the Unknowns (see the module docstring); the healthy profile is :class:`HealthyCurves`'."""
     answers = {f.name: answers.get(f.name) for f in FEATURES}
-    profile = healthy_profile(answers, imputation)
+    curve = curve_key(answers, imputation)
     age = answers.get("age_category") or imputation["age_category"]
     changes = what_if_changes(answers)
     unknowns = sum(v is None for v in answers.values())
@@ -304,10 +337,10 @@ def plan(answers: Answers, imputation: dict[str, Any], reference: SurveyReferenc
     columns: Columns = {}
     for name, mine in answers.items():
         changed = [value if what == name else mine for what, value in changes]
-        columns[name] = [mine, *[row[name] for row in profile], *changed, *drawn.get(name, [mine] * draws)]
+        columns[name] = [mine, *changed, *drawn.get(name, [mine] * draws)]
     peer_index = AGE.values.index(age)
-    return Plan(answers, columns, 1 + len(profile) + len(changes) + draws, profile[peer_index],
-                peer_index, changes, draws)
+    return Plan(answers, columns, 1 + len(changes) + draws, healthy_peer(*curve, age), peer_index,
+                curve, changes, draws)
 
 
 # ------------------------------------------------------------------------------------ the numbers
@@ -332,16 +365,15 @@ def risk_age(probability: float, healthy_by_age: np.ndarray) -> RiskAge:
                    healthy_by_age=[float(v) for v in healthy_by_age])
 
 
-def finish(p: Plan, margins: np.ndarray, calibration: Calibration,
+def finish(p: Plan, margins: np.ndarray, curve: np.ndarray, calibration: Calibration,
            reference: SurveyReference) -> RiskContext:
-    """The context of one planned person from the margins of its rows."""
+    """The context of one planned person from the margins of its rows and of its healthy curve."""
     log_odds = calibration(margins)
     risks = sigmoid(log_odds)
     probability = float(risks[0])
-    n_ages = len(AGE.values)
-    healthy = risks[1:1 + n_ages]
+    healthy = sigmoid(calibration(curve))
     peer = float(healthy[p.peer_index])
-    start = 1 + n_ages
+    start = 1
     what_if = [
         WhatIf(feature=name, question=BY_NAME[name].question, answer=p.answers[name], healthier=value,
                probability=float(risks[start + i]), difference=probability - float(risks[start + i]))
@@ -374,14 +406,17 @@ def _of_100(probability: float) -> int:
 
 
 def contexts(people: Sequence[Answers], margins: Margins, calibration: Calibration,
-             imputation: dict[str, Any], reference: SurveyReference) -> list[RiskContext]:
-    """The context of each person; all their rows are scored in one call of ``margins``."""
+             imputation: dict[str, Any], reference: SurveyReference,
+             curves: HealthyCurves | None = None) -> list[RiskContext]:
+    """The context of each person; all their rows are scored in one call of ``margins``, and the
+    healthy curves not yet in ``curves`` (a fresh :class:`HealthyCurves` when None) in one each."""
+    curves = curves or HealthyCurves(margins)
     plans = [plan(a, imputation, reference) for a in people]
     columns = (plans[0].columns if len(plans) == 1  # a request: no copy
                else {name: [v for p in plans for v in p.columns[name]] for name in FEATURE_NAMES})
     scored = np.asarray(margins(columns, sum(p.size for p in plans)), dtype=float)
     out, start = [], 0
     for p in plans:
-        out.append(finish(p, scored[start:start + p.size], calibration, reference))
+        out.append(finish(p, scored[start:start + p.size], curves(p.curve), calibration, reference))
         start += p.size
     return out

@@ -128,6 +128,24 @@ CANDIDATES: dict[str, dict[str, Any]] = {
 }
 
 
+def serving_cost(family: str, params: dict[str, Any]) -> float:
+    """Roughly how many tree nodes one prediction and its explanation walk with these parameters.
+
+    The training search keeps, among the configurations whose CV score is as good as the best within
+    its noise, the cheapest by this measure (:func:`heartrisk.model.training.one_standard_error`):
+    TreeSHAP's cost grows with trees x leaves, and it is most of a request's CPU. Parameters the
+    search does not set take the family's defaults here.
+    """
+    if family == "lightgbm":
+        return float(params.get("classify__n_estimators", 100) * params.get("classify__num_leaves", 31))
+    if family == "hist_gb":
+        return float(params.get("classify__max_iter", 100) * params.get("classify__max_leaf_nodes", 31))
+    if family == "random_forest":
+        depth = params.get("classify__max_depth") or 32
+        return float(120 * 2 ** min(depth, 32))
+    return 1.0  # a linear model costs the same whatever its regularisation
+
+
 def without_training_rows(pipeline: Pipeline) -> Pipeline:
     """The fitted pipeline with its resampling step unfitted again: a fitted SMOTE keeps a
     nearest-neighbour index of every positive training row (encoded), which would then be saved with

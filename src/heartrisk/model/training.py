@@ -39,6 +39,7 @@ from heartrisk.model.estimator import (
     build_pipeline,
     model_input,
     raw_margin,
+    serving_cost,
     sigmoid,
     transform,
     without_training_rows,
@@ -86,6 +87,10 @@ class TrainSettings(BaseModel):
         True, description="also refit the chosen model on the record-id split and report its test "
         "scores beside the profile split's (record_split_test_* in MLflow)")
     calibrations: tuple[str, ...] = Field(calibration.METHODS, description="calibrations compared")
+    select: Literal["one_se", "best"] = Field(
+        "one_se", description="which configuration of a search is kept: `one_se`, the cheapest to "
+        "serve (trees x leaves) among those within one standard error of the best CV PR-AUC "
+        "(Breiman's rule: the rest is fold noise); `best`, the highest CV PR-AUC")
     seed: int = 42
     bootstrap: int = Field(200, ge=20, description="resamples for the champion gate")
     shap_rows: int = Field(2000, ge=50)
@@ -145,6 +150,7 @@ class Candidate:
     cv_roc_auc: float
     cv_brier: float
     search_seconds: float
+    cv_best_pr_auc: float = float("nan")  # the search's best configuration, when another was kept
     fit_seconds: float = float("nan")
     holdout_pr_auc: float = float("nan")
     test: dict[str, float] = field(default_factory=dict)
@@ -155,6 +161,7 @@ class Candidate:
         return {
             "family": self.family, "treatment": self.treatment,
             "cv_pr_auc": round(self.cv_pr_auc, 4), "cv_pr_auc_std": round(self.cv_pr_auc_std, 4),
+            "cv_best_pr_auc": round(self.cv_best_pr_auc, 4),
             "cv_roc_auc": round(self.cv_roc_auc, 4), "cv_brier_uncalibrated": round(self.cv_brier, 4),
             "search_s": round(self.search_seconds, 1), "fit_s": round(self.fit_seconds, 1),
             "holdout_pr_auc": round(self.holdout_pr_auc, 4),
@@ -260,16 +267,34 @@ def search(data: Prepared, ts: TrainSettings, on_done: Any = None) -> list[Candi
                 warnings.simplefilter("ignore", UserWarning)
                 searcher.fit(X, y)
             results = pd.DataFrame(searcher.cv_results_)
-            best = results.loc[results["mean_test_pr_auc"].idxmax()]
+            best = results.loc[one_standard_error(results, family, ts.cv_folds) if ts.select == "one_se"
+                               else results["mean_test_pr_auc"].idxmax()]
             found.append(Candidate(
                 family=family, treatment=treatment, params=dict(best["params"]),
                 cv_pr_auc=float(best["mean_test_pr_auc"]), cv_pr_auc_std=float(best["std_test_pr_auc"]),
                 cv_roc_auc=float(best["mean_test_roc_auc"]), cv_brier=float(-best["mean_test_brier"]),
                 search_seconds=time.perf_counter() - started,
+                cv_best_pr_auc=float(results["mean_test_pr_auc"].max()),
             ))
             if on_done:
                 on_done()
     return found
+
+
+def one_standard_error(results: pd.DataFrame, family: str, folds: int) -> Any:
+    """The row of a search's ``cv_results_`` to keep: the cheapest to serve (:func:`serving_cost`)
+    among the configurations whose mean CV PR-AUC is within one standard error of the best's.
+
+    Differences smaller than the spread between folds are not evidence that one configuration is
+    better; a smaller model is faster to explain (issue 16) and no worse within that noise. Ties in
+    cost go to the higher score.
+    """
+    scores = results["mean_test_pr_auc"]
+    best = scores.idxmax()
+    floor = scores[best] - results.at[best, "std_test_pr_auc"] / np.sqrt(folds)
+    close = results[scores >= floor]
+    cost = close["params"].map(lambda params: serving_cost(family, params))
+    return min(close.index, key=lambda i: (cost[i], -scores[i]))
 
 
 def search_budget(search_iter: int, treatment: str) -> int:

@@ -49,14 +49,14 @@ class SynthSettings(BaseModel):
     rows: int = Field(20_000, ge=100, le=2_000_000, description=(
         "real rows the CTGAN is fitted on (10,000 rows x 240 epochs, the same steps: TSTR 0.79 against "
         "0.82 on 20,000)"))
-    epochs: int = Field(70, ge=1, le=10_000, description=(
-        "most training epochs (~3 CPU s each at 20,000 rows); with the average and pac 5 TSTR comes "
-        "near its plateau by 60-80 epochs (it took 200 before)"))
+    epochs: int = Field(120, ge=1, le=10_000, description=(
+        "most training epochs (~2 CPU s each at 20,000 rows and pac 2); 70 with pac 5 left the TSTR "
+        "gap at 0.026-0.054 over 3 seeds, 120 with pac 2 at 0.016-0.018 (docs/synthetic.md)"))
     batch_size: int = Field(500, ge=20, le=20_000, description=(
         "rows per step, a multiple of pac (2,000 with learning rate 1e-3: TSTR 0.63, far worse)"))
-    pac: int = Field(5, ge=1, le=50, description=(
+    pac: int = Field(2, ge=1, le=50, description=(
         "rows the discriminator judges together (ctgan's default 10: TSTR 0.78-0.81 at 100-200 "
-        "epochs; 5: 0.80-0.82 at 80-140)"))
+        "epochs; 5: 0.81-0.82 at 140 epochs, gap 0.016-0.023; 2: 0.81-0.82 at 120, gap 0.016-0.018)"))
     generator_lr: float = Field(2e-4, gt=0, le=1, description="generator learning rate (Adam)")
     discriminator_lr: float = Field(4e-4, gt=0, le=1, description=(
         "discriminator learning rate (Adam): twice the generator's reached TSTR 0.81-0.82 in fewer "

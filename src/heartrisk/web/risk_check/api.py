@@ -98,11 +98,11 @@ async def predict(
     context: Annotated[bool, Query(description="include the risk in context (picture, healthy peer, "
                                                "percentile, risk age, what-if, range)")] = True,
 ) -> Response:
-    # A cheap answer (well under a millisecond) costs less than the hop to a worker thread; a dear
-    # one (TreeSHAP of a big model) runs in the thread pool: it never holds up the event loop, and
-    # two of them run on two cores at once (the model's C code releases the GIL). No more of them
-    # run at once than there are cores: eight threads passing the GIL among themselves cost CPU and
-    # stretch every request (bench/serve.py); the others wait their turn on the loop.
+    # A cheap answer (a compiled model: about a millisecond with the context) costs less than the
+    # hop to a worker thread (scorer.INLINE_MS); a dear one (a forest explained by its own code)
+    # runs in the thread pool so it never holds up the event loop. No more of them run at once
+    # than there are cores: eight threads passing the GIL among themselves cost CPU and stretch
+    # every request (bench/serve.py); the others wait their turn on the loop.
     scorer = cache.get()
     rows = [answers_dict(body)]
     if scorer.cheap(explain, context):

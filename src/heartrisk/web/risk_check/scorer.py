@@ -34,7 +34,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from heartrisk.features import FEATURE_NAMES, FEATURES, Feature
-from heartrisk.model.context import RiskContext, contexts
+from heartrisk.model.context import HealthyCurves, RiskContext, contexts
 from heartrisk.model.estimator import RiskModel, classifier_margin, model_input, sigmoid, transform
 from heartrisk.model.explain import calibrated, compiled_trees, reference_contributions
 from heartrisk.model.registry import LoadedModel
@@ -44,7 +44,10 @@ log = logging.getLogger(__name__)
 #: Random rows the compiled encoder must reproduce exactly before it is used.
 CHECK_ROWS = 256
 #: A one-row answer cheaper than this (ms) is computed on the event loop, not in a worker thread.
-INLINE_MS = 0.5
+#: Handing a request to a thread cost more than the work it moved: with the compiled LightGBM paths
+#: the same load took 2.0-2.7 ms of server CPU a request through the thread pool and 1.2-2.0 ms on the
+#: loop, at about 1.6x the requests a second (A/B on the same server build, docs/web.md#speed).
+INLINE_MS = 5.0
 _TOLERANCE = 1e-9
 
 
@@ -217,6 +220,8 @@ class Scorer:
         self.reference = loaded.reference
         self.encoder = self._checked_encoder()
         self.path = self._checked_path()
+        #: The healthy profile's margins per (sex, race), scored on first use and kept with the version.
+        self.curves = HealthyCurves(self.margins)
         self._cost_ms: dict[tuple[bool, bool], float] | None = None
 
     @property
@@ -233,8 +238,10 @@ class Scorer:
         """True when scoring one row costs less than handing it to a worker thread would.
 
         Measured once at load (the median of a few one-row calls). The API computes cheap answers
-        on the event loop and sends dear ones (a big LightGBM's TreeSHAP, a forest) to the thread
-        pool, where the C code runs on both cores at once with the GIL released.
+        on the event loop and sends dear ones (a forest explained by the model's own code: tens of
+        ms) to the thread pool, so they never hold up the loop. Moving a compiled model's few
+        hundred microseconds to a thread only added GIL hand-offs between threads (see
+        :data:`INLINE_MS`).
         """
         if self._cost_ms is None:
             self._cost_ms = {(explain, context): _median_ms(lambda e=explain, c=context: self._one(e, c))
@@ -318,7 +325,8 @@ class Scorer:
         was trained before it stored a survey reference."""
         if self.reference is None:
             return None
-        return contexts(rows, self.margins, self.model.calibration, self.imputation, self.reference)
+        return contexts(rows, self.margins, self.model.calibration, self.imputation, self.reference,
+                        self.curves)
 
     def score(self, rows: list[dict[str, Any]], with_explanations: bool = True) -> Scored:
         """Calibrated risks and, if asked, per-question contributions for rows of answers."""
