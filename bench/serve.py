@@ -45,6 +45,8 @@ DEFAULT_CSV = Path(os.environ.get("HEARTRISK_CSV") or ROOT.parent / "shared/data
 RESULTS = ROOT / "bench" / "results" / "serve.json"
 CONCURRENCY = (1, 8, 32)
 TARGET_P99_MS = 50.0
+#: Issue 16's targets at 8 clients, with explanations.
+ISSUE16 = {"throughput_rps": 1000.0, "p99_ms": 20.0, "server_cpu_ms_per_request": 1.0}
 #: (explain, context) per cell: today's response (the baseline), the full result of issue 17 (the
 #: risk in context: healthy peer, percentile, risk age, what-if, range), and the bare risk.
 VARIANTS = ((True, False), (True, True), (False, False))
@@ -202,6 +204,23 @@ def report_line(label: str, cell: dict[str, Any]) -> str:
             f"  errors {cell['errors']}")
 
 
+def issue16_targets(explained: dict[str, Any], full: dict[str, Any]) -> dict[str, Any]:
+    """Issue 16's speed targets at 8 clients (>= 1,000 req/s, p99 <= 20 ms, <= 1 ms of server CPU a
+    request), for the explained response and for the whole default response (with the context)."""
+    out = {}
+    for name, cell in (("explained", explained), ("with_context", full)):
+        checks = {"throughput_rps": cell["throughput_rps"] >= ISSUE16["throughput_rps"],
+                  "p99_ms": cell["p99_ms"] <= ISSUE16["p99_ms"],
+                  "server_cpu_ms_per_request": cell["server_cpu_ms_per_request"]
+                  <= ISSUE16["server_cpu_ms_per_request"]}
+        out[name] = {key: {"measured": cell[key], "target": ISSUE16[key], "met": ok}
+                     for key, ok in checks.items()}
+        print(f"issue 16, {name.replace('_', ' ')} at 8 clients: " + "; ".join(
+            f"{key} {cell[key]:.2f} ({'<=' if key != 'throughput_rps' else '>='} {ISSUE16[key]:g}: "
+            f"{'met' if ok else 'NOT met'})" for key, ok in checks.items()))
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--csv", type=Path, default=DEFAULT_CSV)
@@ -273,6 +292,7 @@ def main() -> int:
     met = target["p99_ms"] < TARGET_P99_MS
     print(f"target: p99 < {TARGET_P99_MS:.0f} ms at 8 clients with explanations (ours): "
           f"{target['p99_ms']:.1f} ms -> {'met' if met else 'NOT met'}")
+    speed = issue16_targets(target, full)
     for label, version in models[1:]:
         baseline = next(c for c in cells if c["version"] == version and c["explain"] and not c["context"]
                         and c["clients"] == 8)
@@ -285,6 +305,7 @@ def main() -> int:
                    "met": met},
         "target_context": {"p99_ms_at_8_clients_with_context": TARGET_P99_MS, "measured": full["p99_ms"],
                            "met": full["p99_ms"] <= TARGET_P99_MS},
+        "target_issue16": speed,
         "cells": cells,
     })
     print(f"saved {RESULTS.relative_to(ROOT)}")

@@ -55,22 +55,25 @@ def load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
-def command(seed: int, quick: bool, baseline: bool, home: Path) -> list[str]:
+def command(seed: int, quick: bool, baseline: bool, home: Path, epochs: int | None = None) -> list[str]:
     """The child that fits: the CLI itself, or (the baseline) this script's one-fit mode."""
     if baseline:
         return [sys.executable, str(Path(__file__).resolve()), "--fit-one",
                 json.dumps({**CTGAN_DEFAULTS, "seed": seed}), "--home", str(home)]
     cli = shutil.which("heartrisk", path=str(Path(sys.executable).parent)) or "heartrisk"
-    return [cli, "synth", "train", "--seed", str(seed), *(["--quick"] if quick else [])]
+    return [cli, "synth", "train", "--seed", str(seed), *(["--quick"] if quick else []),
+            *(["--epochs", str(epochs)] if epochs else [])]
 
 
-def start(seed: int, quick: bool, baseline: bool, base: Path, logs: Path) -> dict[str, Any]:
+def start(seed: int, quick: bool, baseline: bool, base: Path, logs: Path,
+          epochs: int | None = None) -> dict[str, Any]:
     """Start one fit in its own copy of the ingested home (jobs in one home wait for each other)."""
     home = logs / f"{'baseline' if baseline else 'seed'}-{seed}-home"
     shutil.copytree(base, home)
     env = {**os.environ, "HEARTRISK_HOME": str(home)}
     log = (logs / f"{'baseline' if baseline else 'seed'}-{seed}.log").open("w")
-    process = subprocess.Popen(command(seed, quick, baseline, home), env=env, stdout=log, stderr=log)
+    process = subprocess.Popen(command(seed, quick, baseline, home, epochs), env=env, stdout=log,
+                               stderr=log)
     return {"seed": seed, "baseline": baseline, "process": process, "log": log, "load_start": load(),
             "started": time.perf_counter(), "home": home}
 
@@ -161,6 +164,8 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=1, help=(
         "seeds fitted at once (default 1; more finishes sooner on a busy machine, but then wall times "
         "are not the command's: only CPU times are)"))
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="most epochs of each fit (default: the product's)")
     parser.add_argument("--baseline", action="store_true", help="also fit ctgan's own settings (first seed)")
     parser.add_argument("--quick", action="store_true",
                         help="`--quick` fits: checks the script, not the figures")
@@ -179,6 +184,7 @@ def main() -> int:
     from heartrisk.jobs.ingest import ingest
 
     results: dict[str, Any] = {"csv": str(args.csv), "cpus": os.cpu_count(), "jobs": args.jobs,
+                               "epochs": args.epochs,
                                "load_average_at_start": list(os.getloadavg()), "quick": args.quick,
                                "at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     with tempfile.TemporaryDirectory(prefix="bench-synth-") as tmp:
@@ -193,7 +199,8 @@ def main() -> int:
         while todo or running:
             while todo and len(running) < args.jobs:
                 seed, baseline = todo.pop(0)
-                running.append(start(seed, args.quick, baseline, settings.home, Path(tmp)))
+                running.append(start(seed, args.quick, baseline, settings.home, Path(tmp),
+                                     None if baseline else args.epochs))
             job = running.pop(0)
             done.append((job, finish(job)))
         rows, baseline_row, first = [], None, None

@@ -50,13 +50,14 @@ class SynthSettings(BaseModel):
         "real rows the CTGAN is fitted on (10,000 rows x 240 epochs, the same steps: TSTR 0.79 against "
         "0.82 on 20,000)"))
     epochs: int = Field(120, ge=1, le=10_000, description=(
-        "most training epochs (~2 CPU s each at 20,000 rows and pac 2); 70 with pac 5 left the TSTR "
-        "gap at 0.026-0.054 over 3 seeds, 120 with pac 2 at 0.016-0.018 (docs/synthetic.md)"))
+        "most training epochs (~2.1 s each at 20,000 rows and pac 2, scoring included). Over 3 seeds "
+        "on 2 cores: 70 with pac 5 left the TSTR gap at 0.026-0.054; pac 2 with 120 reached "
+        "0.011-0.017 in 282-301 s; with 110, 0.017-0.021 in 264-276 s (docs/synthetic.md)"))
     batch_size: int = Field(500, ge=20, le=20_000, description=(
         "rows per step, a multiple of pac (2,000 with learning rate 1e-3: TSTR 0.63, far worse)"))
     pac: int = Field(2, ge=1, le=50, description=(
         "rows the discriminator judges together (ctgan's default 10: TSTR 0.78-0.81 at 100-200 "
-        "epochs; 5: 0.81-0.82 at 140 epochs, gap 0.016-0.023; 2: 0.81-0.82 at 120, gap 0.016-0.018)"))
+        "epochs; 5: 0.81-0.82 at 140 epochs, gap 0.016-0.023; 2: 0.81-0.82 at 120, gap 0.011-0.018)"))
     generator_lr: float = Field(2e-4, gt=0, le=1, description="generator learning rate (Adam)")
     discriminator_lr: float = Field(4e-4, gt=0, le=1, description=(
         "discriminator learning rate (Adam): twice the generator's reached TSTR 0.81-0.82 in fewer "
