@@ -3,11 +3,12 @@ standard error of it (issue 16), by test quality and by the CPU an explained pre
 
 For each seed the same LightGBM search (the champion family; class weights, the treatment it won with;
 the default 4 configurations x 3 folds on 60,000 rows) runs with ``select="best"`` (the baseline: what
-training kept before) and ``select="one_se"`` (the default now); both keep a configuration from the same
-CV results (same seed, same folds), are refitted on the whole training side and calibrated, and are
-measured on the same real test records. Per-row CPU is the median ``time.thread_time`` of one-row
-``Scorer.score`` calls with explanations and of the risk in context (``Scorer.contexts``), as the API
-makes them. Prints mean, min and max over seeds and saves bench/results/model_choice.json.
+training kept before) and ``select="one_se"`` (the default now), once per rule with the same seed: the
+same configurations and folds, so the same CV results. Each kept configuration is refitted on the whole
+training side, calibrated and measured on the same real test records. Per-row CPU is the median
+``time.thread_time`` of one-row ``Scorer.score`` calls with explanations and of the risk in context
+(``Scorer.contexts``), as the API makes them. Prints mean, min and max over seeds and saves
+bench/results/model_choice.json.
 
     .venv/bin/python bench/model_choice.py [--csv PATH] [--seeds 3] [--repeats 300]
 """

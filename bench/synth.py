@@ -62,7 +62,7 @@ def command(seed: int, quick: bool, baseline: bool, home: Path, epochs: int | No
                 json.dumps({**CTGAN_DEFAULTS, "seed": seed}), "--home", str(home)]
     cli = shutil.which("heartrisk", path=str(Path(sys.executable).parent)) or "heartrisk"
     return [cli, "synth", "train", "--seed", str(seed), *(["--quick"] if quick else []),
-            *(["--epochs", str(epochs)] if epochs else [])]
+            *(["--epochs", str(epochs)] if epochs is not None else [])]
 
 
 def start(seed: int, quick: bool, baseline: bool, base: Path, logs: Path,

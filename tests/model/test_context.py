@@ -105,6 +105,13 @@ def test_a_request_is_scored_in_one_call_once_its_healthy_curve_is_kept(champion
     fresh = contexts([other], margins, model.calibration, model.imputation(), reference)
     assert again[0].model_dump() == fresh[0].model_dump()
     assert first[0].risk_age.healthy_by_age == again[0].risk_age.healthy_by_age
+    # Another race, then another sex: each its own curve (one more call each), as a fresh one gives.
+    for changed in ({**other, "race": "Asian"}, {**other, "race": "Asian", "sex": "Female"}):
+        before = len(calls)
+        kept = contexts([changed], counted, model.calibration, model.imputation(), reference, curves)
+        assert calls[before:] == [plan(changed, model.imputation(), reference).size, len(AGES)]
+        fresh = contexts([changed], margins, model.calibration, model.imputation(), reference)
+        assert kept[0].model_dump() == fresh[0].model_dump()
 
 
 def test_risk_age_rises_with_risk_and_is_capped(champion: LoadedModel,

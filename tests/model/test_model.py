@@ -144,13 +144,15 @@ def test_the_search_keeps_the_cheapest_configuration_within_one_standard_error_o
         return {"classify__n_estimators": trees, "classify__num_leaves": leaves}
 
     results = pd.DataFrame({
-        "params": [config(400, 40), config(200, 10), config(150, 8), config(300, 20)],
-        "mean_test_pr_auc": [0.340, 0.338, 0.320, 0.339],
-        "std_test_pr_auc": [0.006, 0.005, 0.004, 0.006],
+        "params": [config(400, 40), config(200, 10), config(150, 8), config(300, 20), config(100, 8)],
+        "mean_test_pr_auc": [0.340, 0.338, 0.320, 0.339, 0.335],
+        "std_test_pr_auc": [0.006, 0.005, 0.004, 0.006, 0.005],
     })
     # 3 folds: one standard error of the best is 0.006 / sqrt(3) = 0.0035 -> scores >= 0.3365 count.
-    assert one_standard_error(results, "lightgbm", folds=3) == 1  # 2,000 nodes; 150 x 8 is too weak
+    # 100 x 8 (0.335) is within one standard deviation but not one standard error; 150 x 8 neither.
+    assert one_standard_error(results, "lightgbm", folds=3) == 1  # 200 x 10: 2,000 nodes
     assert one_standard_error(results.assign(std_test_pr_auc=0.0), "lightgbm", folds=3) == 0
+    assert one_standard_error(results.assign(std_test_pr_auc=float("nan")), "lightgbm", folds=3) == 0
     # A linear model costs the same whatever C: the best score is kept.
-    assert one_standard_error(results.assign(params=[{"classify__C": c} for c in (1, 2, 3, 4)]),
+    assert one_standard_error(results.assign(params=[{"classify__C": c} for c in (1, 2, 3, 4, 5)]),
                               "logreg", folds=3) == 0

@@ -1,6 +1,7 @@
 """A risk put in context (issue 17): everything a person's result needs beyond the number.
 
-For one person's answers this computes, with **one** batched call of the model:
+For one person's answers this computes, with **one** batched call of the model (plus one per (sex, race)
+whose healthy curve is not kept yet):
 
 - the **100 people picture**: of 100 people who answer like you, about N reported heart disease;
 - the **healthy peer**: same sex, age group and race (where answered), the healthy answer to every
@@ -16,7 +17,7 @@ For one person's answers this computes, with **one** batched call of the model:
   from its distribution among people of the same sex and age group (a Latin hypercube, seeded, so a
   person always sees the same range), each draw scored under every stored calibration refit.
 
-The rows (person, what-ifs, draws: 2-45 rows) are stacked and scored by ``margins`` in one call:
+The rows (person, what-ifs, draws: 1-23 rows) are stacked and scored by ``margins`` in one call:
 the web's compiled scorer or the model's pipeline (training uses the latter to measure the range's
 coverage on test records, :mod:`heartrisk.model.card`). The healthy profile's 13 rows depend only on
 sex and race, so :class:`HealthyCurves` scores them once per (sex, race) and keeps them: the web's

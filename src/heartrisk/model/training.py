@@ -150,12 +150,12 @@ class Candidate:
     cv_roc_auc: float
     cv_brier: float
     search_seconds: float
-    cv_best_pr_auc: float = float("nan")  # the search's best configuration, when another was kept
     fit_seconds: float = float("nan")
     holdout_pr_auc: float = float("nan")
     test: dict[str, float] = field(default_factory=dict)
     chosen: bool = False
     calibrations: list[dict[str, Any]] = field(default_factory=list)
+    cv_best_pr_auc: float = float("nan")  # the search's best configuration, when another was kept
 
     def row(self) -> dict[str, Any]:
         return {
@@ -291,8 +291,10 @@ def one_standard_error(results: pd.DataFrame, family: str, folds: int) -> Any:
     """
     scores = results["mean_test_pr_auc"]
     best = scores.idxmax()
-    floor = scores[best] - results.at[best, "std_test_pr_auc"] / np.sqrt(folds)
-    close = results[scores >= floor]
+    spread = results.at[best, "std_test_pr_auc"]
+    if not np.isfinite(spread):  # no spread to judge by: the best score
+        return best
+    close = results[scores >= scores[best] - spread / np.sqrt(folds)]
     cost = close["params"].map(lambda params: serving_cost(family, params))
     return min(close.index, key=lambda i: (cost[i], -scores[i]))
 
