@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test/bench helpers
-from support.bench import save_results
+from support.bench import median_us, save_results
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,15 +56,6 @@ def fit(csv: Path, rows: int, trees: int, leaves: int) -> Any:
     pipeline.fit(X.iloc[:cut], y[:cut])
     model = RiskModel(pipeline, Platt.fit(raw_margin(pipeline, X.iloc[cut:]), y[cut:]), 0.2, float(y.mean()))
     return model, pd.DataFrame(X.iloc[cut:])
-
-
-def median_us(call: Any, items: list[Any]) -> float:
-    times = []
-    for item in items:
-        started = time.thread_time()
-        call(item)
-        times.append(time.thread_time() - started)
-    return float(np.median(times) * 1e6)
 
 
 def main() -> int:

@@ -20,14 +20,11 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test/bench helpers
-from support.bench import save_results
+from support.bench import median_us, save_results
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,15 +33,6 @@ RESULTS = ROOT / "bench" / "results" / "model_choice.json"
 RULES = ("best", "one_se")
 FIGURES = ("trees", "leaves", "cv_pr_auc", "test_roc_auc", "test_pr_auc", "test_brier", "explain_us",
            "context_us")
-
-
-def median_us(call: Any, items: list[Any]) -> float:
-    times = []
-    for item in items:
-        started = time.thread_time()
-        call(item)
-        times.append(time.thread_time() - started)
-    return float(np.median(times) * 1e6)
 
 
 def measure(settings: Any, seed: int, rule: str, repeats: int) -> dict[str, Any]:

@@ -1,11 +1,14 @@
-"""Helpers the benchmark scripts share: how a result file is written (the machine, the load, the command)."""
+"""Helpers the benchmark scripts share: how a result file is written (the machine, the load, the command)
+and how a one-row call is timed."""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
+import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,3 +22,14 @@ def save_results(path: Path, name: str, load_before: tuple[float, ...], load_aft
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform()},
         "load_average_before_after": [load_before[0], load_after[0]], **figures}, indent=2) + "\n")
+
+
+def median_us(call: Any, items: list[Any]) -> float:
+    """Median CPU time of ``call(item)`` over the items, in microseconds (``time.thread_time``: what
+    the calling thread spent, not time waiting for other processes)."""
+    times = []
+    for item in items:
+        started = time.thread_time()
+        call(item)
+        times.append(time.thread_time() - started)
+    return statistics.median(times) * 1e6
