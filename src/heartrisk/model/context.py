@@ -374,14 +374,14 @@ def finish(p: Plan, margins: np.ndarray, curve: np.ndarray, calibration: Calibra
     probability = float(risks[0])
     healthy = sigmoid(calibration(curve))
     peer = float(healthy[p.peer_index])
-    start = 1
+    changed = risks[1:1 + len(p.what_if)]  # the rows after the person's own
     what_if = [
         WhatIf(feature=name, question=BY_NAME[name].question, answer=p.answers[name], healthier=value,
-               probability=float(risks[start + i]), difference=probability - float(risks[start + i]))
-        for i, (name, value) in enumerate(p.what_if)
+               probability=float(risk), difference=probability - float(risk))
+        for (name, value), risk in zip(p.what_if, changed, strict=True)
     ]
     what_if.sort(key=lambda w: -w.difference)
-    drawn = log_odds[start + len(p.what_if):] if p.draws else log_odds[:1]
+    drawn = log_odds[1 + len(p.what_if):] if p.draws else log_odds[:1]
     spread = np.sort(refit_risks(reference.calibration_refits, drawn).ravel())
     low, high = (float(np.interp(q / 100 * (len(spread) - 1), np.arange(len(spread)), spread))
                  for q in RANGE)  # np.percentile's linear rule, without its set-up cost

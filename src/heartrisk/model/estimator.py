@@ -68,6 +68,10 @@ def encoder() -> ColumnTransformer:
     )
 
 
+#: Trees of a random forest (not searched: the search varies depth, leaf size and samples).
+FOREST_TREES = 120
+
+
 def classifier(family: str, treatment: str, seed: int = 42, threads: int = 1) -> Any:
     """A fresh classifier of ``family``; ``class_weight`` weighs the rare class up, others do not."""
     weighted = treatment == "class_weight"
@@ -75,7 +79,7 @@ def classifier(family: str, treatment: str, seed: int = 42, threads: int = 1) ->
         return LogisticRegression(max_iter=2000, class_weight="balanced" if weighted else None)
     if family == "random_forest":
         return RandomForestClassifier(
-            n_estimators=120, n_jobs=threads, random_state=seed,
+            n_estimators=FOREST_TREES, n_jobs=threads, random_state=seed,
             class_weight="balanced_subsample" if weighted else None)
     if family == "hist_gb":
         return HistGradientBoostingClassifier(
@@ -142,7 +146,7 @@ def serving_cost(family: str, params: dict[str, Any]) -> float:
         return float(params.get("classify__max_iter", 100) * params.get("classify__max_leaf_nodes", 31))
     if family == "random_forest":
         depth = params.get("classify__max_depth") or 32
-        return float(120 * 2 ** min(depth, 32))
+        return float(FOREST_TREES * 2 ** min(depth, 32))
     return 1.0  # a linear model costs the same whatever its regularisation
 
 
