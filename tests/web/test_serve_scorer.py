@@ -84,3 +84,22 @@ def test_model_cache_follows_the_registry(settings: Settings, trained_home: Sett
     assert cache.refresh() is True
     assert cache.version == "1" and cache.reason is None
     assert cache.refresh() is False  # nothing moved: nothing reloaded
+
+
+def test_the_cost_that_decides_loop_or_thread_counts_work_not_waiting() -> None:
+    """The model cache measures a row's cost while the server runs; waiting (for the GIL, for other
+    processes) must not make a cheap model look dear (it flipped a model to the thread pool)."""
+    import time
+
+    from heartrisk.web.risk_check.scorer import INLINE_MS, _median_ms
+
+    assert _median_ms(lambda: time.sleep(0.02), repeats=3) < INLINE_MS  # 20 ms of waiting, no work
+    busy_until = 0.0
+
+    def work() -> None:
+        nonlocal busy_until
+        busy_until = time.thread_time() + 0.01
+        while time.thread_time() < busy_until:
+            pass
+
+    assert _median_ms(work, repeats=3) >= 9.0  # 10 ms of CPU counts
