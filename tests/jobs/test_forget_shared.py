@@ -31,10 +31,13 @@ def test_forget_during_a_stream_of_commits_from_another_machine(trained: Setting
     target = add_submission(trained, ANSWERS, True)
     stop = threading.Event()
     stored: list[int] = []
+    sent: list[str] = []  # the ids whose insert returned (committed)
 
     def stream() -> None:  # the other machine's serve replica: one commit after another
         while not stop.is_set():
-            stored.append(insert_submissions(other, submission_row(other, ANSWERS, False)).inserted)
+            row = submission_row(other, ANSWERS, False)
+            stored.append(insert_submissions(other, row).inserted)
+            sent.extend(row["submission_id"])
 
     writer = threading.Thread(target=stream)
     writer.start()
@@ -47,7 +50,11 @@ def test_forget_during_a_stream_of_commits_from_another_machine(trained: Setting
     assert result.tables
     user = open_group(trained, HEART_USER).read(columns=["submission_id"])["submission_id"]
     assert target not in set(user)
-    assert len(user) == sum(stored) and len(stored) >= 3  # nothing the stream stored was lost
+    # Nothing the stream stored was lost, nothing stored twice. (The count an insert reports can fall
+    # short: a MERGE redone after the purge moved the log may find its own first commit landed and
+    # report 0; seen in 2 runs of 6 on 2 cores, data right. Known defect, see the stop note.)
+    assert sorted(user) == sorted(sent) and len(sent) >= 3
+    assert sum(stored) <= len(user)
 
 
 def test_a_cached_reference_sample_on_another_machine_loses_the_forgotten_row(trained: Settings,
