@@ -286,8 +286,10 @@ def gated_home(sample_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> tu
 
     home = Settings(home=tmp_path_factory.mktemp("gated") / "home")
     ingest(home, sample_csv)
-    good = train_synthesizer(home, SynthSettings.quick(epochs=15, score_every=5), show_progress=False)
-    poor = train_synthesizer(home, SynthSettings.quick(epochs=1, rows=200, batch_size=100),
+    # pac 5 (the default before session 4): on 2,000 rows a 15-epoch pac-2 fit came within 0.025 of the
+    # 1-epoch one in one run of three, too close for "clearly worse"; the gate, not the recipe, is tested.
+    good = train_synthesizer(home, SynthSettings.quick(epochs=15, score_every=5, pac=5), show_progress=False)
+    poor = train_synthesizer(home, SynthSettings.quick(epochs=1, rows=200, batch_size=100, pac=5),
                              show_progress=False)
     return home, good, poor
 
