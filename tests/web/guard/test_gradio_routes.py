@@ -216,6 +216,22 @@ def test_no_answer_in_the_log_and_no_gradio_internals_to_the_client(home: Settin
         assert answer.status_code == 422, (what, answer.status_code, answer.text[:300])
 
 
+def test_a_stream_of_an_unknown_session_is_refused_without_a_traceback(
+        home: Settings, capfd: pytest.CaptureFixture) -> None:
+    """Before: Gradio began the event stream (200), then raised 404 inside it, and each such request
+    wrote a ~7 KB traceback to the server log: anyone could fill the operator's disk with GETs."""
+    with BackgroundServer(home) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+        for params in ({"session_hash": "nobody"}, {"session_hash": "x" * 64},
+                       {"session_hash": "not a hash!"}, {}):
+            answer = client.get("/gradio_api/queue/data", params=params)
+            assert answer.status_code == 404, (params, answer.status_code, answer.text[:200])
+            assert answer.json()["detail"].startswith("no such session"), answer.text
+        status, done = form_event(client, form_fn_index(server.app, "predict"), FORM_ANSWERS, "known")
+        assert status == 200 and done and done["success"]  # a session that joined still streams
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err, (out + err)[:1000]
+
+
 def test_responses_carrying_a_risk_are_not_stored_by_caches(home: Settings) -> None:
     with BackgroundServer(home) as server, httpx.Client(base_url=server.url, timeout=60) as client:
         check = form_fn_index(server.app, "predict")

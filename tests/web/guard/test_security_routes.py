@@ -84,7 +84,9 @@ GRADIO_OPEN: dict[tuple[str, str], Rule] = {
     ("GET", "/favicon.ico"): STATIC,
     ("GET", "/robots.txt"): STATIC,
     ("POST", "/gradio_api/queue/join"): Rule("public", limits=("submissions", "queue")),
-    ("GET", "/gradio_api/queue/data"): Rule("public", sample="/gradio_api/queue/data?session_hash=nobody"),
+    # A session that never joined: refused before Gradio starts a stream (web/guard/gradio_routes.py).
+    ("GET", "/gradio_api/queue/data"): Rule("public", 404,
+                                            sample="/gradio_api/queue/data?session_hash=nobody"),
 }
 
 #: Everything else Gradio 6.31 mounts: closed (404 before Gradio sees the request).

@@ -13,6 +13,9 @@ as a browser driving the page showed. Every other route answers 404 before Gradi
 * ``POST /gradio_api/upload`` stored any file in the temp folder and answered with its path, from any
   site, with no limit and no cleanup; the form has no file field. Closed, with ``/file=``, ``/file/``,
   ``/proxy=`` and ``/upload_progress``: nothing reaches the disk through Gradio.
+* ``GET /gradio_api/queue/data`` for a session that never joined: Gradio started the stream, then
+  raised 404 inside it, and the server logged a ~7 KB traceback per request (a way to fill the
+  operator's disk). Such a stream is answered 404 here, before Gradio.
 * ``/config`` and ``/logout`` built URLs from the Host header; ``/config`` is not needed (the page
   carries its config) and ``/logout`` belongs to Gradio's own login, which is not used.
 
@@ -38,6 +41,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import parse_qs
 
 import gradio as gr
 from starlette.routing import compile_path
@@ -47,12 +51,13 @@ from heartrisk.web.guard.rate_limits import ClientKeys, SubmissionLimit, retry_s
 from heartrisk.web.guard.security import json_message
 
 JOIN = ("POST", "/gradio_api/queue/join")
+STREAM = ("GET", "/gradio_api/queue/data")
 #: (method, path template) of every Gradio route the page needs; anything else is 404.
 OPEN_ROUTES: tuple[tuple[str, str], ...] = (
     ("GET", "/"), ("HEAD", "/"),
     ("GET", "/assets/{path:path}"), ("GET", "/static/{path:path}"),
     ("GET", "/theme.css"), ("GET", "/favicon.ico"), ("GET", "/robots.txt"),
-    JOIN, ("GET", "/gradio_api/queue/data"),
+    JOIN, STREAM,
 )
 #: Keys a queue/join body may have (Gradio's ``PredictBody``); ``oauth_token`` and friends are not.
 EVENT_KEYS = frozenset({"data", "fn_index", "session_hash", "event_data", "trigger_id", "event_id",
@@ -60,6 +65,7 @@ EVENT_KEYS = frozenset({"data", "fn_index", "session_hash", "event_data", "trigg
 SESSION_HASH = re.compile(r"[A-Za-z0-9_-]{1,64}")
 #: Longest text a number box may send (a BMI needs a few characters; the body limit is 64 KB).
 MAX_TEXT = 100
+NO_SESSION = "no such session: the page joins the queue before it reads its results; reload the page"
 MALFORMED = "this request does not come from the risk-check page; reload the page and try again"
 
 
@@ -87,6 +93,9 @@ class GradioGuard:
         method, path = scope["method"], _route_path(scope)
         if not any(method == m and pattern.match(path) for m, pattern in self.routes):
             await _answer(send, 404, "Not Found")
+            return
+        if (method, path) == STREAM and not self.known_session(scope):
+            await _answer(send, 404, NO_SESSION)
             return
         if (method, path) != JOIN:
             await self.app(scope, receive, send)
@@ -116,6 +125,19 @@ class GradioGuard:
             self.joining[key] -= 1
             if not self.joining[key]:
                 del self.joining[key]
+
+    def known_session(self, scope: Scope) -> bool:
+        """The event stream asked for belongs to a session that joined the queue.
+
+        Gradio itself answers an unknown one by starting the stream (200) and raising 404 inside it,
+        which the server logged as a ~7 KB traceback per request. Read from Gradio's queue
+        (internal; when a Gradio upgrade moves it, every stream is passed to Gradio as before and
+        the test of this check fails)."""
+        pending = getattr(getattr(self.blocks, "_queue", None), "pending_messages_per_session", None)
+        if pending is None:
+            return True
+        session = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("session_hash", [""])[-1]
+        return bool(SESSION_HASH.fullmatch(session)) and session in pending
 
     def waiting(self, key: bytes) -> int:
         """This client's events in Gradio's queue, not yet started.
