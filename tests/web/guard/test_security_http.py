@@ -13,8 +13,6 @@ from typing import Any
 import httpx
 import pytest
 from typer.testing import CliRunner
-from uvicorn.protocols.http.h11_impl import H11Protocol
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from heartrisk.cli import app as cli_app
 from heartrisk.config import Settings
@@ -22,7 +20,6 @@ from heartrisk.features import FEATURE_NAMES
 from heartrisk.web.app import WebSettings
 from heartrisk.web.guard import auth
 from heartrisk.web.guard.security import SecuritySettings
-from heartrisk.web.guard.timeouts import RequestDeadline, with_request_deadline
 from heartrisk.web.server import BackgroundServer
 from support.web import ANSWERS, stored_submissions
 
@@ -37,22 +34,6 @@ def server(web_home: Settings) -> Iterator[BackgroundServer]:
         patch.setenv("HEARTRISK_REQUEST_TIMEOUT_S", "1")
         web = WebSettings(port=0, security=SecuritySettings.from_env(submission_limit=3))
         with BackgroundServer(web_home, web) as running:
-            yield running
-
-
-@pytest.fixture(params=["httptools", "h11"])
-def deadline_server(request: pytest.FixtureRequest, web_home: Settings) -> Iterator[BackgroundServer]:
-    """A server with a 1 s request deadline on each of uvicorn's HTTP parsers (httptools is the
-    default; h11 is what runs where httptools is not installed)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HEARTRISK_REQUEST_TIMEOUT_S", "1")
-        running = BackgroundServer(web_home, WebSettings(port=0, security=SecuritySettings.from_env()))
-        if request.param == "h11":
-            running.server.config.http = with_request_deadline(1, "h11")
-        with running:
-            parser = running.server.config.http_protocol_class
-            assert issubclass(parser, RequestDeadline)
-            assert issubclass(parser, HttpToolsProtocol if request.param == "httptools" else H11Protocol)
             yield running
 
 
@@ -87,12 +68,12 @@ def test_the_host_header_is_never_reflected(client: httpx.Client) -> None:
 
 
 # ------------------------------------------------------------------------------ half-sent requests
-def test_half_sent_requests_are_closed_promptly(deadline_server: BackgroundServer) -> None:
+def test_half_sent_requests_are_closed_promptly(server: BackgroundServer) -> None:
     """300 connections: some stop inside the headers, some inside a declared body. With a 1 s
     request timeout every one is closed by the server within seconds (before: all open after 40 s)."""
     sockets = []
     for i in range(300):
-        raw = socket.create_connection(("127.0.0.1", deadline_server.port), timeout=10)
+        raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
         if i % 2:
             raw.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
         else:
@@ -118,7 +99,7 @@ def test_half_sent_requests_are_closed_promptly(deadline_server: BackgroundServe
     for raw in sockets:
         raw.close()
     assert open_ == [], f"{len(open_)} of 300 half-sent requests still open"
-    with httpx.Client(base_url=deadline_server.url) as client:  # and the server still serves
+    with httpx.Client(base_url=server.url) as client:  # and the server still serves
         assert client.get("/api/v1/health").status_code == 200
 
 
