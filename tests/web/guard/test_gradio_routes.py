@@ -228,6 +228,24 @@ def test_a_stream_of_an_unknown_session_is_refused_without_a_traceback(
             assert answer.json()["detail"].startswith("no such session"), answer.text
         status, done = form_event(client, form_fn_index(server.app, "predict"), FORM_ANSWERS, "known")
         assert status == 200 and done and done["success"]  # a session that joined still streams
+        # A known session named twice: Gradio reads the last (blank) one (attack helper, session 5).
+        for query in ("session_hash=known&session_hash=", "session_hash=&session_hash=known",
+                      "session_hash=known&session_hash=known"):
+            answer = client.get(f"/gradio_api/queue/data?{query}")
+            assert answer.status_code == 404, (query, answer.status_code, answer.text[:200])
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err, (out + err)[:1000]
+
+
+def test_a_deeply_nested_join_body_is_refused_as_malformed(home: Settings,
+                                                          capfd: pytest.CaptureFixture) -> None:
+    """Before: 1 KB of '[' raised RecursionError in the guard's JSON parse: a 500 and a 3.5 KB
+    traceback per request."""
+    with BackgroundServer(home) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+        for body in ("[" * 1000, '{"data": ' + "[" * 5000 + "]" * 5000 + "}"):
+            answer = client.post("/gradio_api/queue/join", content=body,
+                                 headers={"content-type": "application/json"})
+            assert answer.status_code == 422, (answer.status_code, answer.text[:200])
     out, err = capfd.readouterr()
     assert "Traceback" not in out + err, (out + err)[:1000]
 

@@ -136,8 +136,10 @@ class GradioGuard:
         pending = getattr(getattr(self.blocks, "_queue", None), "pending_messages_per_session", None)
         if pending is None:
             return True
-        session = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("session_hash", [""])[-1]
-        return bool(SESSION_HASH.fullmatch(session)) and session in pending
+        # Exactly one session named: Gradio reads the last of several, blank ones included.
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        named = query.get("session_hash", [])
+        return len(named) == 1 and bool(SESSION_HASH.fullmatch(named[0])) and named[0] in pending
 
     def waiting(self, key: bytes) -> int:
         """This client's events in Gradio's queue, not yet started.
@@ -155,7 +157,7 @@ class GradioGuard:
         """The Blocks function a join body names, if the body is exactly what the page sends."""
         try:
             payload = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # 1 KB of "[" nests deeper than the parser may go
             return None
         if not isinstance(payload, dict) or not set(payload) <= EVENT_KEYS:
             return None
