@@ -45,6 +45,9 @@ def test_a_call_site_gets_a_burst_a_window_and_then_says_how_many_it_left_out() 
     assert "[98 more like this in the 60 s before were not logged]" in first.getMessage()
     assert first.getMessage().startswith("unhandled error on GET /x")
     assert len(rest) == 2 and "not logged" not in rest[0].getMessage()
+    notes = [logging.LogRecord("a", logging.INFO, __file__, 1, "serving on %s", ("x",), None)
+             for _ in range(10)]
+    assert all(map(limit.filter, notes))  # information is never held back
 
 
 def test_the_server_installs_it_where_requests_can_log(trained_home: Settings, tmp_path: Path) -> None:

@@ -8,10 +8,10 @@ and asyncio's ``socket.accept() out of system resource`` once file descriptors r
 third cannot happen while silent connections are timed out (web/guard/timeouts.py); this filter is
 the floor under whatever is found next.
 
-:class:`RepeatLimit` lets ``burst`` records of one call site (logger, level, message template) through
-per ``window_s`` seconds and counts the rest; the next record of that site after its window says how
-many were left out. Installed on the loggers a request can reach (:data:`LIMITED_LOGGERS`), since a
-filter on a logger sees only the records made there.
+:class:`RepeatLimit` lets ``burst`` warnings or errors of one call site (logger, level, message
+template) through per ``window_s`` seconds and counts the rest; the next record of that site after
+its window says how many were left out. Installed on the loggers a request can reach
+(:data:`LIMITED_LOGGERS`), since a filter on a logger sees only the records made there.
 """
 
 from __future__ import annotations
@@ -52,6 +52,8 @@ class RepeatLimit(logging.Filter):
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:  # the server's own notes (started, serving on …)
+            return True
         key = (record.name, record.levelno, str(record.msg))
         now = self.clock()
         with self._lock:
