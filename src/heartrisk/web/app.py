@@ -33,6 +33,7 @@ from heartrisk.model.card import SCOPE
 from heartrisk.monitoring.served_profile import FLUSH_SECONDS, ServingProfile, replica_from_env
 from heartrisk.store.probe import require_conditional_writes
 from heartrisk.web.guard.limits import BodySizeLimit
+from heartrisk.web.guard.log_limit import RepeatLimit
 from heartrisk.web.guard.rate_limits import SubmissionLimit
 from heartrisk.web.guard.security import SecuritySettings, install_security
 from heartrisk.web.guard.shared import guard_state
@@ -78,6 +79,7 @@ def create_app(settings: Settings, web: WebSettings | None = None,
     models = models or ModelCache(settings, poll_seconds=web.poll_seconds)
     submissions = submissions or SubmissionWriter(settings, max_batch=web.submission_batch)
     profile = profile or ServingProfile(settings, web.replica, web.profile_flush_seconds)
+    log_limit = RepeatLimit()  # repeated errors from requests: a few a minute (web/guard/log_limit.py)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -86,9 +88,11 @@ def create_app(settings: Settings, web: WebSettings | None = None,
         models.start()
         submissions.start()
         profile.start()
+        log_limit.install()
         try:
             yield
         finally:
+            log_limit.remove()
             # The server has stopped taking requests: write what is queued, refuse anything later (503).
             await run_in_threadpool(submissions.stop)
             await run_in_threadpool(profile.stop)  # the counts since the last write

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -26,8 +27,8 @@ class Clock:
         return self.now
 
 
-def records(limit: RepeatLimit, logger: str, message: str, n: int) -> list[logging.LogRecord]:
-    made = [logging.LogRecord(logger, logging.ERROR, __file__, 1, message, ("GET", "/x"), None)
+def records(limit: RepeatLimit, logger: str, message: str, n: int, line: int = 1) -> list[logging.LogRecord]:
+    made = [logging.LogRecord(logger, logging.ERROR, __file__, line, message, ("GET", "/x"), None)
             for _ in range(n)]
     return [r for r in made if limit.filter(r)]
 
@@ -36,7 +37,7 @@ def test_a_call_site_gets_a_burst_a_window_and_then_says_how_many_it_left_out() 
     clock = Clock()
     limit = RepeatLimit(burst=3, window_s=60, clock=clock)
     assert len(records(limit, "a", "unhandled error on %s %s", 100)) == 3
-    assert len(records(limit, "a", "another site %s %s", 2)) == 2  # each site has its own budget
+    assert len(records(limit, "a", "another site %s %s", 2, line=2)) == 2  # each site has its own budget
     assert len(records(limit, "b", "unhandled error on %s %s", 2)) == 2  # and each logger
     clock.now = 59.9
     assert records(limit, "a", "unhandled error on %s %s", 1) == []
@@ -50,10 +51,31 @@ def test_a_call_site_gets_a_burst_a_window_and_then_says_how_many_it_left_out() 
     assert all(map(limit.filter, notes))  # information is never held back
 
 
-def test_the_server_installs_it_where_requests_can_log(trained_home: Settings, tmp_path: Path) -> None:
+def error(message: str, exc: BaseException) -> logging.LogRecord:
+    """A record as ``log.exception(message)`` makes it, from one line of this file."""
+    try:
+        raise exc
+    except BaseException:
+        return logging.LogRecord("a", logging.ERROR, __file__, 7, message, (), sys.exc_info())
+
+
+def test_one_repeated_error_does_not_hide_the_first_of_another() -> None:
+    """Every unhandled error is logged by one call; the site includes what was raised where."""
+    limit = RepeatLimit(burst=2, window_s=60, clock=Clock())
+    assert [limit.filter(error("unhandled error", KeyError("x"))) for _ in range(5)] == [
+        True, True, False, False, False]
+    assert limit.filter(error("unhandled error", ValueError("a real bug")))
+
+
+def limits_on(names: tuple[str, ...]) -> list[RepeatLimit]:
+    return [f for name in names for f in logging.getLogger(name).filters if isinstance(f, RepeatLimit)]
+
+
+def test_each_server_has_its_own_while_it_runs(trained_home: Settings, tmp_path: Path) -> None:
     with BackgroundServer(copy_home(trained_home, tmp_path / "home")):
-        for name in LIMITED_LOGGERS:
-            assert any(isinstance(f, RepeatLimit) for f in logging.getLogger(name).filters), name
+        installed = limits_on(LIMITED_LOGGERS)
+        assert len(installed) == len(LIMITED_LOGGERS) and len(set(map(id, installed))) == 1
+    assert limits_on(LIMITED_LOGGERS) == []
 
 
 def test_streams_of_a_session_that_ends_under_them_log_a_burst_not_one_each(
@@ -69,8 +91,8 @@ def test_streams_of_a_session_that_ends_under_them_log_a_burst_not_one_each(
         for _ in range(streams):
             raw = socket.create_connection(("127.0.0.1", server.port), timeout=30)
             raw.sendall(b"GET /gradio_api/queue/data?session_hash=many HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert raw.recv(4096).startswith(b"HTTP/1.1 200")  # the stream has started
             opened.append(raw)
-        time.sleep(1)
         opened[0].close()
         deadline = time.monotonic() + 25  # Gradio looks at the session again within 10 s
         ended = 0

@@ -45,7 +45,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from heartrisk.config import ConfigError, settings_from_env
-from heartrisk.web.guard.log_limit import limit_repeated_logs
 
 log = logging.getLogger(__name__)
 
@@ -310,4 +309,3 @@ def install_security(app: Any, settings: SecuritySettings, bind_host: str = "127
     app.add_middleware(SecurityMiddleware, settings=settings, allowed_hosts=settings.hosts_for(bind_host))
     app.state.security = settings
     redact_server_logs()
-    limit_repeated_logs()

@@ -5,9 +5,10 @@ once a client has sent the first bytes of a request, nothing limits how long the
 12 left 300 connections that stopped inside their headers or body: all were still open after 40 s,
 each holding a socket and the memory of its partial request (slowloris). The protocol class here starts
 a timer with a request's first bytes and closes the connection if the headers and the body have not
-all arrived ``request_timeout_s`` later; a new connection is timed the same way from the moment it
-opens, so one that never sends a byte is closed too. A request that has been read whole is not
-timed: a long answer (the form's event stream) is not cut.
+all arrived ``request_timeout_s`` later. A new connection's first request is timed from the moment
+the connection opens, so one that never sends a byte is closed too (a browser's preconnected, still
+idle socket as well: it opens another). A request that has been read whole is not timed: a long
+answer (the form's event stream) is not cut.
 """
 
 from __future__ import annotations
