@@ -24,17 +24,8 @@ from heartrisk.store.lease import (
     try_acquire,
 )
 from heartrisk.store.objects import ConditionFailedError, LocalObjects, open_objects
+from support.clock import Clock
 from support.race import at_once
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_objects_create_once_and_replace_only_what_was_read(tmp_path: Path) -> None:

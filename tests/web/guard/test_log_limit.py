@@ -15,16 +15,9 @@ import pytest
 from heartrisk.config import Settings
 from heartrisk.web.guard.log_limit import BURST, LIMITED_LOGGERS, RepeatLimit
 from heartrisk.web.server import BackgroundServer
+from support.clock import Clock
 from support.reliability import FORM_ANSWERS, form_event, form_fn_index
 from support.web import copy_home
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def records(limit: RepeatLimit, logger: str, message: str, n: int, line: int = 1) -> list[logging.LogRecord]:
@@ -34,7 +27,7 @@ def records(limit: RepeatLimit, logger: str, message: str, n: int, line: int = 1
 
 
 def test_a_call_site_gets_a_burst_a_window_and_then_says_how_many_it_left_out() -> None:
-    clock = Clock()
+    clock = Clock(0.0)
     limit = RepeatLimit(burst=3, window_s=60, clock=clock)
     assert len(records(limit, "a", "unhandled error on %s %s", 100)) == 3
     assert len(records(limit, "a", "another site %s %s", 2, line=2)) == 2  # each site has its own budget
@@ -61,7 +54,7 @@ def error(message: str, exc: BaseException) -> logging.LogRecord:
 
 def test_one_repeated_error_does_not_hide_the_first_of_another() -> None:
     """Every unhandled error is logged by one call; the site includes what was raised where."""
-    limit = RepeatLimit(burst=2, window_s=60, clock=Clock())
+    limit = RepeatLimit(burst=2, window_s=60, clock=Clock(0.0))
     assert [limit.filter(error("unhandled error", KeyError("x"))) for _ in range(5)] == [
         True, True, False, False, False]
     assert limit.filter(error("unhandled error", ValueError("a real bug")))

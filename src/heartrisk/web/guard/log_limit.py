@@ -65,17 +65,16 @@ class RepeatLimit(logging.Filter):
         key = site_of(record)
         now = self.clock()
         with self._lock:
-            site = self._sites.get(key)
+            site = self._sites.pop(key, None)  # put back last: the most recently seen
             if site is None or now - site.window_start >= self.window_s:
                 self._sites[key] = _Site(now)
-                self._sites.move_to_end(key)
                 if len(self._sites) > MAX_SITES:
                     self._sites.popitem(last=False)
                 if site is not None and site.left_out and isinstance(record.msg, str):
                     record.msg += (f" [{site.left_out} more like this in the {self.window_s:.0f} s before "
                                    "were not logged]")
                 return True
-            self._sites.move_to_end(key)
+            self._sites[key] = site
             if site.let_through < self.burst:
                 site.let_through += 1
                 return True

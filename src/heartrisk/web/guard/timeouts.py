@@ -24,11 +24,11 @@ class DeadlineH11Protocol(H11Protocol):
     request_timeout_s: float = 15.0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        self._deadline: asyncio.TimerHandle | None = None
         super().connection_made(transport)
         # A connection that never sends a byte is timed from its opening: 19,980 silent ones stayed
         # open, the server ran out of file descriptors and asyncio logged 234 MB about it in 45 s.
-        self._deadline = self.loop.call_later(self.request_timeout_s, self._too_slow)
+        self._deadline: asyncio.TimerHandle | None = self.loop.call_later(self.request_timeout_s,
+                                                                          self._too_slow)
 
     def data_received(self, data: bytes) -> None:
         if self._deadline is None and self._between_requests():
