@@ -60,6 +60,28 @@ def test_one_repeated_error_does_not_hide_the_first_of_another() -> None:
     assert limit.filter(error("unhandled error", ValueError("a real bug")))
 
 
+def wrapped(cause: BaseException) -> logging.LogRecord:
+    """Starlette's "Caught handled exception, but response already started": one RuntimeError,
+    raised at one line, whatever the handled exception under it was."""
+    def outer() -> None:
+        try:
+            raise cause
+        except BaseException as exc:
+            raise RuntimeError("response already started") from exc
+    try:
+        outer()
+    except RuntimeError:
+        return logging.LogRecord("a", logging.ERROR, __file__, 7, "unhandled error", (), sys.exc_info())
+    raise AssertionError("not raised")
+
+
+def test_the_same_wrapper_around_different_causes_is_not_one_site() -> None:
+    """Attack helper: five wrapped 404s used up the site and hid a wrapped validation error."""
+    limit = RepeatLimit(burst=2, window_s=60, clock=Clock(0.0))
+    assert [limit.filter(wrapped(LookupError("404"))) for _ in range(4)] == [True, True, False, False]
+    assert limit.filter(wrapped(ValueError("a real bug")))
+
+
 def limits_on(names: tuple[str, ...]) -> list[RepeatLimit]:
     return [f for name in names for f in logging.getLogger(name).filters if isinstance(f, RepeatLimit)]
 

@@ -12,9 +12,10 @@ found next.
 
 :class:`RepeatLimit` lets ``burst`` warnings or errors of one *site* through per ``window_s`` seconds
 and counts the rest; the next record of that site after its window says how many were left out. A
-site is where the line was logged and, for an error with a traceback, the exception's type and the
-line that raised it: every unhandled error goes through one ``log.exception`` call, and an attacker
-repeating one harmless error must not hide the first traceback of a real bug. Each app installs its
+site is where the line was logged and, for an error with a traceback, the type of each exception of
+its chain (up to :data:`CHAIN`) and the line that raised it: every unhandled error goes through
+one ``log.exception`` call, and an attacker repeating one harmless error must not hide the first
+traceback of a real bug. Each app installs its
 own on the loggers a request can reach (:data:`LIMITED_LOGGERS`; a filter on a logger sees only the
 records made there) while it runs.
 """
@@ -46,7 +47,10 @@ class _Site:
     left_out: int = 0
 
 
-Site = tuple[str, int, str, int, str, str, int]
+#: Exceptions of a chain (an error and what caused it) that tell one site from another.
+CHAIN = 4
+#: (logger, level, file, line, then per exception of the chain: type, file and line it was raised at)
+Site = tuple[object, ...]
 
 
 class RepeatLimit(logging.Filter):
@@ -93,13 +97,17 @@ class RepeatLimit(logging.Filter):
 
 
 def site_of(record: logging.LogRecord) -> Site:
-    """Where a record was logged and, with a traceback, what was raised where."""
+    """Where a record was logged and, with a traceback, what was raised where, causes included:
+    Starlette wraps any error raised after a response started in one RuntimeError at one line."""
+    raised: list[object] = []
     error = record.exc_info[1] if record.exc_info else None
-    raised_in, raised_at = "", 0
-    trace = error.__traceback__ if error is not None else None
-    while trace is not None and trace.tb_next is not None:
-        trace = trace.tb_next
-    if trace is not None:
-        raised_in, raised_at = trace.tb_frame.f_code.co_filename, trace.tb_lineno
-    return (record.name, record.levelno, record.pathname, record.lineno,
-            type(error).__qualname__ if error is not None else "", raised_in, raised_at)
+    for _ in range(CHAIN):
+        if error is None:
+            break
+        trace = error.__traceback__
+        while trace is not None and trace.tb_next is not None:
+            trace = trace.tb_next
+        raised += [type(error).__qualname__, trace.tb_frame.f_code.co_filename if trace else "",
+                   trace.tb_lineno if trace else 0]
+        error = error.__cause__ or error.__context__
+    return (record.name, record.levelno, record.pathname, record.lineno, *raised)
