@@ -267,8 +267,8 @@ def _before_torch() -> None:
 @synth_app.command("train")
 @command
 def synth_train(
-    rows: Annotated[int | None, typer.Option(min=100, help="Real rows to fit on (default 20,000).")] = None,
-    epochs: Annotated[int | None, typer.Option(min=1, help="Most training epochs (default 120).")] = None,
+    rows: Annotated[int | None, typer.Option(min=100, help="Real rows to fit on (default 60,000).")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Most training epochs (default 40).")] = None,
     quick: Annotated[bool, typer.Option(
         "--quick", help="2 epochs on 2,000 rows: under a minute, poor quality (tests, smoke runs).")
     ] = False,
