@@ -13,7 +13,7 @@ Habits of CTGAN on this data shape the fit (DESIGN.md, pitfalls; figures from th
 * ctgan draws a batch's real rows in a Python loop: the fit draws them vectorized
   (:mod:`heartrisk.synth.batch_rows`);
 * its dropout and Gumbel noise use torch's slow samplers on the CPU: the fit draws both from uniform
-  numbers (:mod:`heartrisk.synth.fast_noise`; same distributions, epochs 10-13 % cheaper);
+  numbers (:mod:`heartrisk.synth.fast_noise`; same distributions, epochs 10 % cheaper);
 * torch threads busy-wait next to other OpenMP users, so the fit runs on ``torch_threads`` threads.
 
 torch and ctgan are imported inside :func:`fit_synthesizer`: importing this module (for its settings)
@@ -54,8 +54,8 @@ class SynthSettings(BaseModel):
         "(docs/synthetic.md); 10,000 x 240: TSTR 0.79 against 0.82 on 20,000"))
     epochs: int = Field(40, ge=1, le=10_000, description=(
         "most training epochs (~5.5 s each at 60,000 rows and pac 2, scoring included). With 60,000 "
-        "rows the best snapshot came at epoch 35-40 of 40; more rows at fewer epochs beat fewer rows "
-        "at more (docs/synthetic.md)"))
+        "rows the best snapshot came at epoch 20-40 of 40 (lab and bench/synth.py); more rows at fewer "
+        "epochs beat fewer rows at more (docs/synthetic.md). Fewer rows than asked for are fewer steps"))
     batch_size: int = Field(500, ge=20, le=20_000, description=(
         "rows per step, a multiple of pac (2,000 with learning rate 1e-3: TSTR 0.63, far worse)"))
     pac: int = Field(2, ge=1, le=50, description=(
