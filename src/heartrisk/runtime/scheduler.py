@@ -176,6 +176,12 @@ class JobScheduler:
                 run.summary = job.func()
         except LeaseBusyError as exc:  # another machine runs this job now: its run counts, no retry
             log.info("%s: not run here: %s", name, exc)
+        except KeyboardInterrupt:
+            # Ctrl-C in a terminal reaches the job's worker processes too (one process group), and
+            # joblib raises theirs here. The main thread does the stopping; the job lock has recorded
+            # the run as interrupted, which the next start runs again. No traceback, no retry.
+            log.warning("%s: interrupted after %.1f s (Ctrl-C reached its worker processes); it runs "
+                        "again at the next start", name, time.monotonic() - started)
         except Exception as exc:
             log.error("%s: failed after %.1f s: %s", name, time.monotonic() - started,
                       error_text(exc), exc_info=log.isEnabledFor(logging.DEBUG))
