@@ -36,7 +36,7 @@ from heartrisk.progress import progress_bar
 from heartrisk.store.groups import HEART, HEART_USER, open_group, user_record_ids
 from heartrisk.store.lineage import Lineage, user_rows_read
 from heartrisk.store.view import FeatureView, Split
-from heartrisk.synth.fit import EpochReport, FitResult, SynthSettings, fit_synthesizer
+from heartrisk.synth.fit import EpochReport, FitResult, SynthSettings, fit_synthesizer, training_frame
 from heartrisk.synth.gate import GateDecision, PrivacyLimits, gate
 from heartrisk.synth.privacy import PrivacyReport, PrivacySettings, measure_privacy
 from heartrisk.synth.quality import Quality, measure_quality
@@ -177,6 +177,7 @@ def train_synthesizer(settings: Settings, synth: SynthSettings | None = None,
     privacy = privacy or PrivacySettings()
     settings.ensure_home()
     rows = real_rows(settings, synth)
+    synth = synth.for_rows(len(training_frame(rows.fit)))  # the epochs, when not given, follow the rows
     with tracking.run(settings, EXPERIMENT, "synth-train", tags={"job": "synth-train"}) as run:
         run.log_params({**synth.model_dump(), "fit_rows": len(rows.fit),
                         "selection_rows": len(rows.selection), "eval_rows_used": len(rows.evaluation),

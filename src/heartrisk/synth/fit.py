@@ -52,10 +52,12 @@ class SynthSettings(BaseModel):
         "real rows the CTGAN is fitted on. At the same 4,800 steps (pac 2), three seeds each, TSTR gap "
         "20,000 x 120 epochs 0.015-0.025, 40,000 x 60 0.011-0.017, 60,000 x 40 0.008-0.015 "
         "(docs/synthetic.md); 10,000 x 240: TSTR 0.79 against 0.82 on 20,000"))
-    epochs: int = Field(40, ge=1, le=10_000, description=(
-        "most training epochs (~5.5 s each at 60,000 rows and pac 2, scoring included). With 60,000 "
-        "rows the best snapshot came at epoch 20-40 of 40 (lab and bench/synth.py); more rows at fewer "
-        "epochs beat fewer rows at more (docs/synthetic.md). Fewer rows than asked for are fewer steps"))
+    epochs: int | None = Field(None, ge=1, le=10_000, description=(
+        "most training epochs; None (the default): as many as make the fit's 4,800 steps (60,000 rows "
+        "x 40 epochs / batch 500) on the rows there are, at least 40 and at most 120. With 60,000 rows "
+        "the best snapshot came at epoch 20-40 of 40 (lab and bench/synth.py); more rows at fewer "
+        "epochs beat fewer rows at more (docs/synthetic.md). 40 epochs on 2,387 rows fitted far worse "
+        "than 120 (TSTR 0.47-0.57 against 0.64-0.71 over 3 seeds; session 6's attack helper)"))
     batch_size: int = Field(500, ge=20, le=20_000, description=(
         "rows per step, a multiple of pac (2,000 with learning rate 1e-3: TSTR 0.63, far worse)"))
     pac: int = Field(2, ge=1, le=50, description=(
@@ -94,6 +96,10 @@ class SynthSettings(BaseModel):
         "kept small because keeping a comparable fit out costs nothing, while promoting a worse one "
         "feeds worse rows into `heart` every day"))
 
+    def for_rows(self, rows: int) -> SynthSettings:
+        """These settings with ``epochs`` decided for a fit on ``rows`` complete real rows."""
+        return self if self.epochs is not None else self.model_copy(update={"epochs": auto_epochs(rows)})
+
     @model_validator(mode="after")
     def _pac_divides_batch(self) -> SynthSettings:
         if self.batch_size % 2 or self.batch_size % self.pac:
@@ -107,6 +113,19 @@ class SynthSettings(BaseModel):
         values: dict[str, Any] = {"rows": 2_000, "epochs": 2, "score_every": 1, "score_rows": 300,
                                   "score_train_rows": 1_000, "eval_rows": 800}
         return cls(**{**values, **overrides})
+
+
+#: Row passes of the default fit: 60,000 rows x 40 epochs (4,800 steps of 500 rows).
+DEFAULT_ROW_PASSES = 60_000 * 40
+#: Bounds of the epochs chosen for the rows there are: 40 at 60,000 rows or more, 120 (the default
+#: before session 6, 20,000 rows) at most, so a small table is not fitted for hours.
+AUTO_EPOCHS = (40, 120)
+
+
+def auto_epochs(rows: int) -> int:
+    """Epochs that keep the default fit's row passes on ``rows`` rows, within :data:`AUTO_EPOCHS`."""
+    low, high = AUTO_EPOCHS
+    return max(low, min(high, -(-DEFAULT_ROW_PASSES // max(rows, 1))))
 
 
 def training_frame(frame: pd.DataFrame) -> pd.DataFrame:
@@ -372,6 +391,7 @@ def fit_synthesizer(
 
     torch.set_num_threads(settings.torch_threads)
     train = training_frame(real)
+    settings = settings.for_rows(len(train))
     if len(train) < settings.batch_size:
         raise SynthError(f"{len(train)} complete real rows are too few to fit on; need at least "
                          f"{settings.batch_size} (the batch size)")
