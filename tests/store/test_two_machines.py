@@ -4,7 +4,10 @@ append) and the second doubled the table (two compactions both committed)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from heartrisk.config import Settings
 from heartrisk.store.groups import HEART, open_group
@@ -51,3 +54,41 @@ def test_two_machines_maintaining_at_once_do_not_double_the_table(tmp_path: Path
     assert [kind for kind, _ in results] == ["ok", "ok"], results
     ids = open_group(b, HEART).read(columns=["record_id"])["record_id"]
     assert len(ids) == 100 and ids.is_unique
+
+
+def _purge_from_the_other_machine(other: Settings, forget: str,
+                                  readers: list[str]) -> Callable[..., object]:
+    """``DeltaTable.to_pyarrow_dataset`` that lets machine ``other`` forget a row and purge the
+    history right after this machine listed its files: the race seen by an attack helper (a `daily`
+    on one machine died while `forget` ran on another), made to happen every time."""
+    from deltalake import DeltaTable
+
+    listed = DeltaTable.to_pyarrow_dataset
+
+    def listed_then_purged(self: DeltaTable, *args: object, **kwargs: object) -> object:
+        dataset = listed(self, *args, **kwargs)
+        if not readers:  # the first read only
+            readers.append("raced")
+            open_group(other, HEART).forget_rows(forget)
+        return dataset
+
+    return listed_then_purged
+
+
+def test_a_read_while_another_machine_purges_the_history_reads_the_new_version(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from deltalake import DeltaTable
+
+    from store.test_store import rows
+
+    a, b = machine(tmp_path, "a"), machine(tmp_path, "b")
+    group = open_group(a, HEART)
+    group.insert(rows(range(0, 50)))
+    group.insert(rows(range(50, 100)))  # the forgotten row's file is rewritten: the old one goes
+    forgotten = group.read(columns=["record_id"])["record_id"].iloc[0]
+    raced: list[str] = []
+    monkeypatch.setattr(DeltaTable, "to_pyarrow_dataset",
+                        _purge_from_the_other_machine(b, f"record_id = '{forgotten}'", raced))
+    ids = group.read(columns=["record_id"])["record_id"]
+    assert raced == ["raced"]
+    assert len(ids) == 99 and forgotten not in set(ids) and ids.is_unique

@@ -53,6 +53,8 @@ PURGED_AT = "heartrisk.purgedAt"
 #: Commits a write attempts before giving up when other writers keep winning the race for a version.
 #: Three serve replicas committing submissions at once needed at most 4 here (docs/running.md).
 COMMIT_ATTEMPTS = 12
+#: Reads of the latest version tried when another machine's purge removes files under them.
+READ_ATTEMPTS = 5
 #: Seconds a maintenance run (compaction, history purge) waits for another machine's to end.
 MAINTENANCE_WAIT_S = 900.0
 
@@ -131,7 +133,7 @@ class FeatureGroup:
     def table(self, version: int | None = None, as_of: datetime | None = None) -> DeltaTable:
         """The Delta table, optionally as of a version or a time (time travel)."""
         try:
-            dt = DeltaTable(self.uri, storage_options=self.storage_options or None)
+            dt = self._reading(lambda: DeltaTable(self.uri, storage_options=self.storage_options or None))
         except TableNotFoundError:
             raise StoreError(
                 f"feature group {self.spec.table_name} does not exist at {self.uri}; "
@@ -397,8 +399,13 @@ class FeatureGroup:
     ) -> pa.Table:
         """Rows as an Arrow table: all, or as of a version/time, in ``[start, end)``, from sources.
 
-        Columns come typed as the group's schema, whichever types delta-rs wrote a file with."""
-        return self._scan(self.table(version, as_of), columns, self._filter(start, end, sources))
+        Columns come typed as the group's schema, whichever types delta-rs wrote a file with. A read
+        of the latest version whose files another machine's ``forget`` removed meanwhile reads the
+        new latest version (:meth:`_reading`)."""
+        where = self._filter(start, end, sources)
+        if version is None and as_of is None:
+            return self._reading(lambda: self._scan(self.table(), columns, where))
+        return self._scan(self.table(version, as_of), columns, where)
 
     def read_batches(self, *, version: int | None = None, sources: Sequence[str] | None = None,
                      columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
@@ -468,6 +475,27 @@ class FeatureGroup:
         raise StoreError(f"{what} on {self.spec.table_name}: other writers won the race for the next "
                          f"table version {COMMIT_ATTEMPTS} times in a row ({last}); this write was not "
                          "stored. Try again") from None
+
+    def _reading(self, read: Callable[[], Any]) -> Any:
+        """Run ``read`` (of the latest version); if files it listed were removed under it, again.
+
+        ``forget`` on another machine deletes the files of older versions and the log before its
+        checkpoint (:meth:`purge_history`). A reader that listed them a moment before finds them
+        gone: delta-rs says "not found" for a log file, pyarrow ``FileNotFoundError`` for a data
+        file. The latest version, opened again, has every file it lists (an attack helper saw
+        `daily` die with the raw error in 1 of 11 runs beside a forget)."""
+        for tries in range(1, READ_ATTEMPTS + 1):
+            try:
+                return read()
+            except (DeltaError, OSError) as exc:
+                if isinstance(exc, TableNotFoundError) or not _log_moved(exc):
+                    raise
+                if tries == READ_ATTEMPTS:
+                    raise StoreError(f"reading {self.spec.table_name}: its files were removed while it "
+                                     f"was read, {READ_ATTEMPTS} times in a row (`forget` purging the "
+                                     "history on another machine); try again") from None
+                time.sleep(random.uniform(0.5, 1.0) * 0.05 * 2 ** tries)
+        raise AssertionError("unreachable")
 
     def _refuse_repeated_keys(self, batch: pa.Table) -> None:
         keys = _key_array(batch, self.spec.key)
