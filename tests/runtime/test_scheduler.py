@@ -242,21 +242,45 @@ def test_shutdown_drops_queued_runs_and_waits_for_the_running_one(settings: Sett
 def test_a_job_whose_workers_get_ctrl_c_is_one_line_and_recorded_interrupted(
         settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
     """Ctrl-C in a terminal reaches a job's worker processes too (one process group); joblib raises
-    their KeyboardInterrupt in the job's thread. Before, APScheduler logged it as a ~100-line
-    traceback ("raised an exception") while `heartrisk up` was stopping."""
+    their KeyboardInterrupt in the job's thread while the main thread stops. Before, APScheduler
+    logged it as a ~100-line traceback ("raised an exception") while `heartrisk up` was stopping."""
+    scheduler = JobScheduler(settings, fast())
+    stopper: list[threading.Thread] = []
+
     def interrupted() -> None:
+        stopper.append(threading.Thread(target=scheduler.shutdown, kwargs={"wait_s": 10}))
+        stopper[0].start()  # the main thread's stop, as Ctrl-C starts it
         raise KeyboardInterrupt
 
-    scheduler = JobScheduler(settings, fast())
     scheduler.add(Job("train", interrupted, None, run_at_start=lambda: True))
     with caplog.at_level(logging.INFO):
         scheduler.start()
         try:
             wait_for(lambda: JobState(settings).job("train").get("last_outcome") == "interrupted")
-            time.sleep(0.3)  # APScheduler's own log of the error, if any, comes right after
+            wait_for(lambda: bool(stopper) and not stopper[0].is_alive())
         finally:
             scheduler.shutdown(wait_s=5)
     assert not [r for r in caplog.records if r.exc_info or "raised an exception" in r.getMessage()]
     said = [r.getMessage() for r in caplog.records if "interrupted" in r.getMessage()]
     assert len(said) == 1 and "runs again at the next start" in said[0]
     assert JobState(settings).job("train").get("next_retry") is None
+
+
+def test_a_job_whose_workers_alone_were_interrupted_is_retried(settings: Settings) -> None:
+    """No stop follows (someone signalled the workers, not `up`): the run is retried like a failure."""
+    attempts: list[float] = []
+
+    def interrupted_once() -> str:
+        attempts.append(time.monotonic())
+        if len(attempts) == 1:
+            raise KeyboardInterrupt
+        return "trained"
+
+    scheduler = JobScheduler(settings, fast(backoff_s=0.1))
+    scheduler.add(Job("train", interrupted_once, None, run_at_start=lambda: True))
+    scheduler.start()
+    try:
+        wait_for(lambda: JobState(settings).job("train").get("last_outcome") == "ok", timeout=30)
+    finally:
+        scheduler.shutdown(wait_s=5)
+    assert len(attempts) == 2

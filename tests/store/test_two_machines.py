@@ -92,3 +92,30 @@ def test_a_read_while_another_machine_purges_the_history_reads_the_new_version(
     ids = group.read(columns=["record_id"])["record_id"]
     assert raced == ["raced"]
     assert len(ids) == 99 and forgotten not in set(ids) and ids.is_unique
+
+
+@pytest.mark.parametrize("reader", ["view", "status"])
+def test_a_pinned_read_of_the_latest_version_pins_the_new_one_after_a_purge(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reader: str) -> None:
+    """`train` and `synth train` read through a view that pins the latest version, then reads at it;
+    `status` does the same. A purge between the two removed what the pin pointed at."""
+    from deltalake import DeltaTable
+
+    from heartrisk.store.view import FeatureView
+    from store.test_store import rows
+
+    a, b = machine(tmp_path, "a"), machine(tmp_path, "b")
+    group = open_group(a, HEART)
+    group.insert(rows(range(0, 50)))
+    group.insert(rows(range(50, 100)))
+    forgotten = group.read(columns=["record_id"])["record_id"].iloc[0]
+    raced: list[str] = []
+    monkeypatch.setattr(DeltaTable, "to_pyarrow_dataset",
+                        _purge_from_the_other_machine(b, f"record_id = '{forgotten}'", raced))
+    if reader == "view":
+        frame, version = FeatureView(group).read()
+        assert len(frame) == 99 and forgotten not in set(frame["record_id"])
+        assert version == open_group(b, HEART).version()
+    else:
+        assert group.status()["rows"] == 99
+    assert raced == ["raced"]

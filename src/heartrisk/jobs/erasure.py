@@ -165,6 +165,8 @@ def retrain_champions(settings: Settings, run: Callable[[str, Callable[[], Any]]
         # MLflow keeps parameters as text: an unset optional one (e.g. ``patience``) comes back "None"
         knobs = SynthSettings(**{k: v for k, v in params.items()
                                  if k in SynthSettings.model_fields and v != "None"})
+        if params.get("epochs_auto") == "True":  # chosen for the rows of then: chosen again for today's
+            knobs = knobs.model_copy(update={"epochs": None})
         done.summaries.append(run("synth", lambda: train_synthesizer(settings, knobs,
                                                                      show_progress=False)).summary)
     return done

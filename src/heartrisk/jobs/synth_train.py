@@ -177,9 +177,10 @@ def train_synthesizer(settings: Settings, synth: SynthSettings | None = None,
     privacy = privacy or PrivacySettings()
     settings.ensure_home()
     rows = real_rows(settings, synth)
+    epochs_auto = synth.epochs is None  # kept, so a refit after `forget` chooses them again
     synth = synth.for_rows(len(training_frame(rows.fit)))  # the epochs, when not given, follow the rows
     with tracking.run(settings, EXPERIMENT, "synth-train", tags={"job": "synth-train"}) as run:
-        run.log_params({**synth.model_dump(), "fit_rows": len(rows.fit),
+        run.log_params({**synth.model_dump(), "epochs_auto": epochs_auto, "fit_rows": len(rows.fit),
                         "selection_rows": len(rows.selection), "eval_rows_used": len(rows.evaluation),
                         "heart_table_version": rows.table_version,
                         "fit_sources": ",".join(rows.lineage.sources),

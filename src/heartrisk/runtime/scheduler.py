@@ -35,6 +35,8 @@ from heartrisk.runtime.lock import LeaseBusyError, error_text, job_lock
 from heartrisk.runtime.schedule import Schedule, ScheduleSettings
 from heartrisk.runtime.state import JobState, iso, parse_time
 
+#: Seconds an interrupted job waits for the stop that a terminal's Ctrl-C brings with it.
+INTERRUPT_WAIT_S = 5.0
 log = logging.getLogger(__name__)
 
 
@@ -179,9 +181,16 @@ class JobScheduler:
         except KeyboardInterrupt:
             # Ctrl-C in a terminal reaches the job's worker processes too (one process group), and
             # joblib raises theirs here. The main thread does the stopping; the job lock has recorded
-            # the run as interrupted, which the next start runs again. No traceback, no retry.
-            log.warning("%s: interrupted after %.1f s (Ctrl-C reached its worker processes); it runs "
-                        "again at the next start", name, time.monotonic() - started)
+            # the run as interrupted, which the next start runs again. No traceback. If no stop
+            # follows (someone signalled the workers alone), it is retried like a failure.
+            seconds = time.monotonic() - started
+            if self._stopping.wait(INTERRUPT_WAIT_S):
+                log.warning("%s: interrupted after %.1f s (Ctrl-C reached its worker processes); it runs "
+                            "again at the next start", name, seconds)
+            else:
+                log.warning("%s: its worker processes were interrupted after %.1f s; retrying later",
+                            name, seconds)
+                self._retry_later(name, attempt + 1, "interrupted")
         except Exception as exc:
             log.error("%s: failed after %.1f s: %s", name, time.monotonic() - started,
                       error_text(exc), exc_info=log.isEnabledFor(logging.DEBUG))

@@ -133,7 +133,7 @@ class FeatureGroup:
     def table(self, version: int | None = None, as_of: datetime | None = None) -> DeltaTable:
         """The Delta table, optionally as of a version or a time (time travel)."""
         try:
-            dt = self._reading(lambda: DeltaTable(self.uri, storage_options=self.storage_options or None))
+            dt = self.reading(lambda: DeltaTable(self.uri, storage_options=self.storage_options or None))
         except TableNotFoundError:
             raise StoreError(
                 f"feature group {self.spec.table_name} does not exist at {self.uri}; "
@@ -401,10 +401,10 @@ class FeatureGroup:
 
         Columns come typed as the group's schema, whichever types delta-rs wrote a file with. A read
         of the latest version whose files another machine's ``forget`` removed meanwhile reads the
-        new latest version (:meth:`_reading`)."""
+        new latest version (:meth:`reading`)."""
         where = self._filter(start, end, sources)
         if version is None and as_of is None:
-            return self._reading(lambda: self._scan(self.table(), columns, where))
+            return self.reading(lambda: self._scan(self.table(), columns, where))
         return self._scan(self.table(version, as_of), columns, where)
 
     def read_batches(self, *, version: int | None = None, sources: Sequence[str] | None = None,
@@ -426,6 +426,9 @@ class FeatureGroup:
         """Rows, rows by source, current version and the time of the last write (for `status`)."""
         if not self.exists():
             return {"exists": False, "uri": self.uri}
+        return self.reading(self._status)
+
+    def _status(self) -> dict[str, Any]:
         table = self.table()
         columns = ["source"] if "source" in self.spec.columns else [self.spec.key[0]]
         data = self.read_arrow(version=table.version(), columns=columns)
@@ -476,24 +479,29 @@ class FeatureGroup:
                          f"table version {COMMIT_ATTEMPTS} times in a row ({last}); this write was not "
                          "stored. Try again") from None
 
-    def _reading(self, read: Callable[[], Any]) -> Any:
+    def reading(self, read: Callable[[], Any]) -> Any:
         """Run ``read`` (of the latest version); if files it listed were removed under it, again.
 
         ``forget`` on another machine deletes the files of older versions and the log before its
         checkpoint (:meth:`purge_history`). A reader that listed them a moment before finds them
         gone: delta-rs says "not found" for a log file, pyarrow ``FileNotFoundError`` for a data
         file. The latest version, opened again, has every file it lists (an attack helper saw
-        `daily` die with the raw error in 1 of 11 runs beside a forget)."""
+        `daily` die with the raw error in 1 of 11 runs beside a forget). A reader that pins the
+        latest version and reads at it (:class:`~heartrisk.store.view.FeatureView`) passes both steps
+        here, so it pins the new one."""
+        last = ""
         for tries in range(1, READ_ATTEMPTS + 1):
             try:
                 return read()
             except (DeltaError, OSError) as exc:
                 if isinstance(exc, TableNotFoundError) or not _log_moved(exc):
                     raise
+                last = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 if tries == READ_ATTEMPTS:
-                    raise StoreError(f"reading {self.spec.table_name}: its files were removed while it "
-                                     f"was read, {READ_ATTEMPTS} times in a row (`forget` purging the "
-                                     "history on another machine); try again") from None
+                    raise StoreError(f"reading {self.spec.table_name}: files were missing {READ_ATTEMPTS} "
+                                     f"times in a row ({last}); perhaps `forget` on another machine was "
+                                     "purging the history: try again. If it keeps failing, run "
+                                     "`heartrisk doctor`") from exc
                 time.sleep(random.uniform(0.5, 1.0) * 0.05 * 2 ** tries)
         raise AssertionError("unreachable")
 

@@ -70,8 +70,11 @@ class FeatureView:
         hash of the record id (the same record is in or out on every read) and read a record batch at a
         time, so the process holds the sample, never the table. The sample's coin is not the test
         split's (another key), so both sides are sampled alike."""
-        if version is None:
-            version = self.group.version()
+        if version is None:  # the latest: pinned again if another machine's forget purges it meanwhile
+            return self.group.reading(lambda: self._read_at(self.group.version()))
+        return self._read_at(version)
+
+    def _read_at(self, version: int) -> tuple[pd.DataFrame, int]:
         columns = [*self.extra_columns, *self.features, self.label]
         total = self.group.count(version=version, sources=self.sources) if self.max_rows else 0
         if not self.max_rows or total <= self.max_rows:

@@ -125,7 +125,7 @@ AUTO_EPOCHS = (40, 120)
 def auto_epochs(rows: int) -> int:
     """Epochs that keep the default fit's row passes on ``rows`` rows, within :data:`AUTO_EPOCHS`."""
     low, high = AUTO_EPOCHS
-    return max(low, min(high, -(-DEFAULT_ROW_PASSES // max(rows, 1))))
+    return max(low, min(high, round(DEFAULT_ROW_PASSES / max(rows, 1))))
 
 
 def training_frame(frame: pd.DataFrame) -> pd.DataFrame:
