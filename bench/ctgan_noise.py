@@ -32,12 +32,10 @@ RESULTS = Path(__file__).resolve().parent / "results" / "ctgan-noise.json"
 
 def epoch_seconds(rows: Any, settings: Any, fast: bool) -> list[float]:
     """Seconds of each epoch after the first, of one fit with ctgan's draws or ours."""
-    from ctgan import CTGAN
-
     from heartrisk.features import CATEGORICAL_FEATURES, LABEL
     from heartrisk.synth.batch_rows import indexed_row_draws
     from heartrisk.synth.fast_noise import uniform_noise
-    from heartrisk.synth.fit import _epoch_hook, training_frame
+    from heartrisk.synth.fit import _epoch_hook, new_ctgan, training_frame
 
     ticks: list[float] = []
     stack = contextlib.ExitStack()
@@ -48,10 +46,7 @@ def epoch_seconds(rows: Any, settings: Any, fast: bool) -> list[float]:
         ticks.append(time.process_time())
         return False
 
-    model = CTGAN(epochs=settings.epochs, batch_size=settings.batch_size, pac=settings.pac,
-                  generator_lr=settings.generator_lr, discriminator_lr=settings.discriminator_lr,
-                  enable_gpu=False)
-    model.set_random_state(settings.seed)
+    model = new_ctgan(settings)
     with stack, _epoch_hook(tick), uniform_noise(model) if fast else contextlib.nullcontext():
         model.fit(training_frame(rows), discrete_columns=[*CATEGORICAL_FEATURES, LABEL.name])
     return [b - a for a, b in itertools.pairwise(ticks[1:])]  # ticks[0]: before epoch 1, not counted

@@ -29,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # test/bench helpers
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve import get_json, load, request_bytes
+from serve import load, request_bytes, wait_for_version
 from support.bench import save_results
 from support.process import free_port
 
@@ -93,6 +93,9 @@ def main() -> int:
                         help="path of py-spy (not installed by us)")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per run")
     args = parser.parse_args()
+    from heartrisk.config import Settings
+    from heartrisk.model.registry import champion_version
+
     if not args.py_spy or not Path(args.py_spy).exists():
         raise SystemExit("py-spy not found: install it (pip install py-spy) and pass --py-spy PATH")
 
@@ -105,7 +108,7 @@ def main() -> int:
     load_before = os.getloadavg()
     results: dict[str, Any] = {}
     try:
-        _wait_until_serving(port, server)
+        wait_for_version(port, champion_version(Settings(home=args.home)) or sys.exit("no champion"), server)
         for kind, (explain, context) in KINDS.items():
             found = results[kind] = measure(port, server.pid, args.py_spy, args.seconds, explain, context,
                                             scratch)
@@ -125,24 +128,6 @@ def main() -> int:
                  kinds=results)
     print(f"saved {RESULTS}")
     return 0
-
-
-def _wait_until_serving(port: int, server: subprocess.Popen) -> None:
-    import time
-
-    import httpx
-
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"the server exited with {server.returncode}")
-        try:
-            if get_json(port, "/api/v1/health").get("status") == "ok":
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    raise SystemExit("the server did not answer within 300 s")
 
 
 if __name__ == "__main__":

@@ -370,6 +370,17 @@ class _Fit:
         return self.result
 
 
+def new_ctgan(settings: SynthSettings) -> Any:
+    """ctgan's CTGAN with these settings' knobs, on the CPU, seeded (``epochs`` already decided)."""
+    from ctgan import CTGAN
+
+    model = CTGAN(epochs=settings.epochs, batch_size=settings.batch_size, pac=settings.pac,
+                  generator_lr=settings.generator_lr, discriminator_lr=settings.discriminator_lr,
+                  enable_gpu=False)
+    model.set_random_state(settings.seed)
+    return model
+
+
 def fit_synthesizer(
     real: pd.DataFrame,
     selection: pd.DataFrame,
@@ -385,7 +396,6 @@ def fit_synthesizer(
     """
     import joblib
     import torch
-    from ctgan import CTGAN
 
     from heartrisk.synth.fast_noise import uniform_noise
 
@@ -395,10 +405,7 @@ def fit_synthesizer(
     if len(train) < settings.batch_size:
         raise SynthError(f"{len(train)} complete real rows are too few to fit on; need at least "
                          f"{settings.batch_size} (the batch size)")
-    model = CTGAN(epochs=settings.epochs, batch_size=settings.batch_size, pac=settings.pac,
-                  generator_lr=settings.generator_lr, discriminator_lr=settings.discriminator_lr,
-                  enable_gpu=False)
-    model.set_random_state(settings.seed)
+    model = new_ctgan(settings)
     info = SynthInfo(
         feature_names=list(FEATURE_NAMES), label=LABEL.name, bounds=data_bounds(real),
         precision=data_precision(real), positive_rate=float((train[LABEL.name] == "Yes").mean()),
