@@ -13,3 +13,10 @@ from __future__ import annotations
 
 class UserError(Exception):
     """Something the user can fix; the message says what and how."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An error's first line of text (its type's name when it has none): what a one-line message quotes
+    of an error from a library, whose text may run over many lines."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

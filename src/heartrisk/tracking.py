@@ -70,11 +70,15 @@ def set_champion(mlflow_client: Any, model_name: str, version: str, reason: str)
     mlflow_client.set_model_version_tag(model_name, version, PROMOTED_TAG, stamp(reason))
 
 
+def erased_stamp() -> str:
+    """The value of :data:`ERASED_TAG`: when the version was marked (never which row)."""
+    return stamp("trained on a row that `heartrisk forget` erased")
+
+
 def mark_erased(mlflow_client: Any, model_name: str, versions: Iterable[str]) -> None:
     """Tag each version as having learned from an erased row (the tag says when; never which row)."""
     for version in versions:
-        mlflow_client.set_model_version_tag(model_name, str(version), ERASED_TAG,
-                                            stamp("trained on a row that `heartrisk forget` erased"))
+        mlflow_client.set_model_version_tag(model_name, str(version), ERASED_TAG, erased_stamp())
 
 
 def experiment_id(settings: Settings, name: str) -> str:

@@ -49,8 +49,14 @@ def status_report(report: dict[str, Any]) -> list[RenderableType]:
 
 
 def store_table(groups: dict[str, Any]) -> Table:
+    """One row per feature group; a group (or the whole section) that could not be read is a row
+    saying why, in red (it crashed `status` with ``AttributeError`` on the section's error text)."""
     table = Table("feature group", "rows", "by source", "version", "last write", title="feature store")
     for name, info in groups.items():
+        if not isinstance(info, dict) or info.get("error"):  # the section's {"error": text}, or a group's
+            why, shown = (info["error"], name) if isinstance(info, dict) else (info, "every group")
+            table.add_row(shown, "—", Text(f"cannot be read: {why}", style="red"), "", "")
+            continue
         if not info.get("exists"):
             table.add_row(name, "—", "not created", "", "")
             continue

@@ -6,6 +6,9 @@ What it looks for, and what ``--repair`` does about it:
   first row per key, in one commit per table, under the table's maintenance lease;
 * data files no commit knows, older than an hour (a writer killed between its files and its commit):
   ``--repair`` deletes those files (no commit: the table never referenced them);
+* a data file the latest version needs is missing (deleted by hand, a lost disk), or a file cannot be
+  read: reported only, with the file's name (it must come back from a backup; dropping it from the
+  table would lose its rows for good);
 * the stored schema differs from the feature group's: reported only (a wrong schema needs a person);
 * a lease past its expiry that nobody gave back (its holder crashed): ``--repair`` marks it released;
 * a champion (classifier or synthesizer) whose artifacts are gone: reported with the command that
@@ -21,11 +24,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import pyarrow as pa
+from deltalake.exceptions import DeltaError
+
 from heartrisk.config import Settings
+from heartrisk.errors import first_line
 from heartrisk.store.groups import GROUPS, open_group
 from heartrisk.store.lease import clear_expired, read_leases
 from heartrisk.store.objects import open_objects
-from heartrisk.store.table import FeatureGroup
+from heartrisk.store.table import FeatureGroup, StoreError
 from heartrisk.tracking import champion_files
 
 #: Orphan files younger than this may belong to a commit in progress and are left alone.
@@ -85,13 +92,9 @@ def doctor(settings: Settings, repair: bool = False) -> DoctorResult:
 
 def _table(group: FeatureGroup, repair: bool) -> list[Finding]:
     name = group.spec.table_name
-    found: list[Finding] = []
-    duplicated = group.duplicate_keys()
-    if duplicated.num_rows:
-        extra = sum(duplicated.column("count_all").to_pylist()) - duplicated.num_rows
-        fixed = f"{group.remove_duplicates()} extra row(s) removed in one commit" if repair else None
-        found.append(Finding(name, f"{duplicated.num_rows} key(s) stored more than once "
-                                   f"({extra} extra row(s))", fixed))
+    found = _missing(group)
+    if not found:  # the checks of the rows read every file
+        found += _rows(group, repair)
     orphans = group.orphan_files(ORPHAN_MIN_AGE_HOURS)
     if orphans:
         fixed = f"{group.remove_files(orphans)} file(s) deleted" if repair else None
@@ -99,6 +102,42 @@ def _table(group: FeatureGroup, repair: bool) -> list[Finding]:
                                    "that no commit knows (rows without a commit)", fixed))
     found += [Finding(name, f"schema drift: {problem}") for problem in group.schema_drift()]
     return found
+
+
+def _missing(group: FeatureGroup) -> list[Finding]:
+    """Data files the table needs that are gone. Reported, never repaired: dropping them from the
+    table would lose their rows for good, and a backup may still hold them."""
+    missing = group.missing_files()
+    if not missing:
+        return []
+    return [Finding(group.spec.table_name, f"{len(missing)} data file(s) the latest version needs are "
+                    f"missing ({_named(missing)}): no read of the table works until they are restored from a "
+                    "backup of the store (`--repair` does not drop them: their rows would be lost)")]
+
+
+def _rows(group: FeatureGroup, repair: bool) -> list[Finding]:
+    """The checks that read the rows (a key stored twice). A file that is there but cannot be read
+    (not Parquet, truncated) is a finding too: a traceback here would hide every other check."""
+    name = group.spec.table_name
+    try:
+        duplicated = group.duplicate_keys()
+    except (StoreError, DeltaError, OSError, pa.ArrowException) as exc:
+        return [Finding(name, f"its rows cannot be read ({type(exc).__name__}: {first_line(exc)}); "
+                              f"restore {_named(group.unreadable_files(), 'the damaged file')} from a "
+                              "backup of the store")]
+    if not duplicated.num_rows:
+        return []
+    extra = sum(duplicated.column("count_all").to_pylist()) - duplicated.num_rows
+    fixed = f"{group.remove_duplicates()} extra row(s) removed in one commit" if repair else None
+    return [Finding(name, f"{duplicated.num_rows} key(s) stored more than once ({extra} extra row(s))",
+                    fixed)]
+
+
+def _named(files: list[str], otherwise: str = "") -> str:
+    """Up to three file names, then how many more (``otherwise`` when there are none)."""
+    if not files:
+        return otherwise
+    return ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
 
 
 def _leases(settings: Settings, repair: bool) -> list[Finding]:

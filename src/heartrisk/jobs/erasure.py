@@ -3,8 +3,11 @@ submission `heartrisk forget` erases, marking them, and replacing the champions 
 
 `heartrisk forget` calls :func:`reach_models` *before* it deletes the row (the rule needs the row's
 merge time and submission time, :mod:`heartrisk.store.lineage`), so a forget cut short and run again
-marks the same versions (the mark is idempotent) and then deletes. A marked version (tag
-``learned_from_erased_rows``):
+marks the same versions (the mark is idempotent) and then deletes. It reaches them once more *after*
+deleting and purging, with the row it read first, and marks the versions registered meanwhile
+(:func:`after_delete`). A training run on another machine guards its own registration
+(:class:`HeartWatch`): the two together leave no order of events in which a version that read the
+row is registered unmarked. A marked version (tag ``learned_from_erased_rows``):
 
 * never becomes champion again (promote, rollback and the gates refuse it or replace it);
 * if it is the champion classifier, it keeps serving until a model trained without the row replaces
@@ -23,18 +26,25 @@ forget is planned): this module touches the registry only.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 
 from heartrisk.config import Settings
 from heartrisk.features import FEATURE_NAMES
 from heartrisk.model import registry as classifiers
+from heartrisk.model.gate import GateDecision as ClassifierDecision
 from heartrisk.store.groups import HEART, HEART_USER, open_group, user_record_id
 from heartrisk.store.lineage import Lineage, may_hold_untagged
 from heartrisk.synth import registry as synthesizers
+from heartrisk.synth.gate import GateDecision as SynthDecision
+
+#: Why a model trained while a `forget` purged ``heart`` is kept out (its gate decision, one line).
+HELD_BACK = ("kept out: a `forget` purged heart's history while this model trained, so it may hold a "
+             "forgotten row; it is marked (never champion): train again")
+Decision = TypeVar("Decision", ClassifierDecision, SynthDecision)
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,15 @@ class Affected:
     @property
     def any(self) -> bool:
         return bool(self.classifiers or self.synthesizers)
+
+    def joined(self, later: Affected) -> Affected:
+        """This reach and a later one (forget's second): every version either found; the champions as
+        the later one saw them (a clean retrain may have replaced one in between)."""
+        return Affected(
+            classifiers=tuple(sorted(set(self.classifiers) | set(later.classifiers), key=int)),
+            synthesizers=tuple(sorted(set(self.synthesizers) | set(later.synthesizers), key=int)),
+            champion_classifier=later.champion_classifier, champion_synthesizer=later.champion_synthesizer,
+            merged=self.merged or later.merged)
 
     @property
     def message(self) -> str:
@@ -78,6 +97,9 @@ class ErasedRow:
     submitted_at: datetime | None = None
     #: The row's answers as stored in ``heart`` (one row): where a split by answers put it.
     answers: pd.DataFrame | None = None
+    #: A ``heart`` version without the row (known once it is deleted): a version that read this one
+    #: or a later one cannot have learned from it.
+    gone_from: int | None = None
 
 
 def erased_row(settings: Settings, submission_id: str) -> ErasedRow | None:
@@ -105,6 +127,9 @@ def learned_from(row: ErasedRow, tags: dict[str, str], registered_at: datetime) 
     lineage = Lineage.from_tags(tags)
     if lineage is None:
         return may_hold_untagged(row.event_time, registered_at)
+    if row.gone_from is not None and lineage.group == HEART.table_name \
+            and lineage.table_version >= row.gone_from:
+        return False  # read after the delete
     return lineage.may_hold(row.record_id, row.event_time, row.submitted_at, row.answers)
 
 
@@ -123,17 +148,71 @@ def affected_versions(settings: Settings, row: ErasedRow) -> Affected:
         merged=True)
 
 
-def reach_models(settings: Settings, submission_id: str) -> Affected:
-    """Find and mark every version that learned from the submission (call before deleting its row)."""
-    row = erased_row(settings, submission_id)
+def reach_models(settings: Settings, row: ErasedRow | None, reached: Affected | None = None) -> Affected:
+    """Find and mark every version that learned from ``row`` (None: never merged into ``heart``).
+
+    Versions an earlier pass ``reached`` are not marked again (their tag keeps when they were); the
+    answer is both passes' (:meth:`Affected.joined`)."""
+    reached = reached or Affected()
     if row is None:
-        return Affected()
+        return reached
     affected = affected_versions(settings, row)
-    if affected.classifiers:
-        classifiers.mark_classifiers(settings, list(affected.classifiers))
-    if affected.synthesizers:
-        synthesizers.mark_synthesizers(settings, list(affected.synthesizers))
-    return affected
+    new_classifiers = [v for v in affected.classifiers if v not in reached.classifiers]
+    new_synthesizers = [v for v in affected.synthesizers if v not in reached.synthesizers]
+    if new_classifiers:
+        classifiers.mark_classifiers(settings, new_classifiers)
+    if new_synthesizers:
+        synthesizers.mark_synthesizers(settings, new_synthesizers)
+    return reached.joined(affected)
+
+
+def after_delete(settings: Settings, row: ErasedRow | None) -> ErasedRow | None:
+    """``row`` for forget's second reach, once it is deleted from ``heart`` and the history purged.
+
+    Why a second reach: a training run on another machine that read ``heart`` before the delete but
+    registered after the first reach learned from the row, and the first reach could not see it. Any
+    such version registered before this reach is found here (the lineage rule, with the row read
+    before the delete); one registered after it registers after the purge too, and its own run marks
+    it (:class:`HeartWatch`). A version that read ``heart`` at the version of now or later cannot hold
+    the row (``gone_from``): a clean retrain that finished in between is left alone."""
+    if row is None:
+        return None
+    return replace(row, gone_from=open_group(settings, HEART).version())
+
+
+@dataclass(frozen=True)
+class HeartWatch:
+    """``heart``'s purge time as a training run read it (with its split, before it), to tell whether a
+    `forget` purged the history since: then the model may hold the forgotten row.
+
+    The orders of events, with forget's first reach R1, its delete and purge P, its second reach R2
+    (:func:`after_delete`), for a run that read the row before P:
+
+    * registered before R1 or R2: that reach marks it;
+    * P before the check ahead of registering: registered already marked, never champion;
+    * P before the check right after registering (the model is registered unpromoted, then checked,
+      then promoted): marked there, never champion; every registration after R2 is in this case;
+    * P in the milliseconds between that check and the promotion: promoted, then marked by R2, as a
+      champion that learned from the row is (replaced at the next retrain; a synthesizer is retired).
+
+    The purge time changes on every purge (:meth:`~heartrisk.store.table.FeatureGroup.purged_at`), on
+    any machine. Read before the split, inside the same pinned read: a purge between the two re-reads
+    both (:meth:`~heartrisk.store.table.FeatureGroup.reading`), so a split that holds the row was read
+    with the time before its purge."""
+
+    settings: Settings
+    purged_at: str
+    #: User rows the model learned from: a forget erases a user row, so a model without any holds none.
+    user_rows: int
+
+    def forgotten(self) -> bool:
+        """Whether a forget purged ``heart`` since the read, for a model that learned from user rows."""
+        return bool(self.user_rows) and open_group(self.settings, HEART).purged_at() != self.purged_at
+
+
+def held_back(decision: Decision) -> Decision:
+    """The gate's ``decision`` turned into "kept out", saying why in one line (:data:`HELD_BACK`)."""
+    return replace(decision, promoted=False, text=f"{HELD_BACK} (the gate said {decision.text!r})")
 
 
 @dataclass

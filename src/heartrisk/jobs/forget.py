@@ -21,7 +21,9 @@ this
 
 Before any of that it reaches the models (:func:`heartrisk.jobs.erasure.reach_models`): every
 registered classifier and synthesizer version that learned from the row is marked, and the champions
-among them are replaced (docs/reliability.md, "Erasure").
+among them are replaced (docs/reliability.md, "Erasure"). After it, it reaches them again with the row
+it read first: a training run on another machine that read the row before the delete may have
+registered since the first reach (:func:`heartrisk.jobs.erasure.after_delete`).
 
 Every step is safe to repeat: a forget that was killed part-way is finished by running it again (it
 purges the history even when there is no row left to delete). The id must be a UUID, the only form
@@ -39,7 +41,7 @@ from dataclasses import dataclass, field
 
 from heartrisk.config import Settings
 from heartrisk.errors import UserError
-from heartrisk.jobs.erasure import Affected, reach_models
+from heartrisk.jobs.erasure import Affected, after_delete, erased_row, reach_models
 from heartrisk.monitoring.reads import scrub_reference_samples
 from heartrisk.store.groups import (
     HEART,
@@ -117,7 +119,8 @@ def targets(submission_id: str) -> list[tuple[GroupSpec, str]]:
 def forget(settings: Settings, submission_id: str) -> ForgetResult:
     """Remove the submission from every table and purge their history (see the module docstring)."""
     sid = check_submission_id(submission_id)
-    models = reach_models(settings, sid)  # first: the rule needs the row, and a re-run marks the same
+    row = erased_row(settings, sid)  # read first: the lineage rule needs it, after the delete too
+    models = reach_models(settings, row)  # a re-run marks the same
     removed: dict[str, int] = {}
     vacuumed = 0
     purged: list[str] = []
@@ -129,5 +132,6 @@ def forget(settings: Settings, submission_id: str) -> ForgetResult:
         vacuumed += files
         purged.append(spec.table_name)
     references = scrub_reference_samples(settings, user_record_id(sid))
+    models = reach_models(settings, after_delete(settings, row), models)
     return ForgetResult(submission_id=sid, removed=removed, vacuumed_files=vacuumed,
                         reference_files=references, tables=tuple(purged), models=models)

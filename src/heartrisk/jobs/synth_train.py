@@ -13,7 +13,9 @@ real-vs-real baselines). Synthetic rows never train the synthesizer.
 Consent scope: shared submissions (source ``user``) are left out unless the settings name a time
 from which people agreed to it (``Settings.synth_submissions_from``); then only submissions shared
 at or after it are used. The fit's lineage (table version, sources, user rows and the latest merge
-time among them) is recorded on the registered version, for `heartrisk forget`.
+time among them) is recorded on the registered version, for `heartrisk forget`. A fit that read user
+rows while a `forget` on any machine purged ``heart`` is registered marked and kept out
+(:func:`register`, as `heartrisk train` does).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import json
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,7 @@ import pandas as pd
 from heartrisk import tracking
 from heartrisk.config import Settings
 from heartrisk.features import FEATURE_NAMES, LABEL
+from heartrisk.jobs.erasure import HeartWatch, held_back
 from heartrisk.progress import progress_bar
 from heartrisk.store.groups import HEART, HEART_USER, open_group, user_record_ids
 from heartrisk.store.lineage import Lineage, user_rows_read
@@ -40,9 +44,17 @@ from heartrisk.synth.fit import EpochReport, FitResult, SynthSettings, fit_synth
 from heartrisk.synth.gate import GateDecision, PrivacyLimits, gate
 from heartrisk.synth.privacy import PrivacyReport, PrivacySettings, measure_privacy
 from heartrisk.synth.quality import Quality, measure_quality
-from heartrisk.synth.registry import EXPERIMENT, champion_figures, register_synthesizer
+from heartrisk.synth.registry import (
+    DECISION_TAG,
+    EXPERIMENT,
+    REGISTERED_MODEL,
+    champion_figures,
+    mark_synthesizers,
+    promote_synthesizer,
+    register_synthesizer,
+)
 from heartrisk.synth.synthesizer import SynthError, Synthesizer
-from heartrisk.tracking import TrackedRun
+from heartrisk.tracking import ERASED_TAG, TrackedRun, erased_stamp
 
 #: Fewest held-out real rows worth measuring quality on.
 MIN_HOLDOUT_ROWS = 200
@@ -58,6 +70,12 @@ class RealRows:
     evaluation: pd.DataFrame
     table_version: int
     lineage: Lineage
+    #: ``heart``'s purge time, read before the split: a later one means a `forget` purged it since.
+    purged_at: str = ""
+
+    def watch(self, settings: Settings) -> HeartWatch:
+        """What tells, at registration, whether a `forget` purged ``heart`` since these rows were read."""
+        return HeartWatch(settings, self.purged_at, self.lineage.user_rows)
 
 
 @dataclass
@@ -119,13 +137,24 @@ def _consented_side(split: Split, users: set[str] | None) -> tuple[pd.DataFrame,
 
 
 def real_rows(settings: Settings, synth: SynthSettings) -> RealRows:
-    """Sample the fit rows from the train side and split the test side into selection + eval."""
+    """Sample the fit rows from the train side and split the test side into selection + eval.
+
+    ``heart`` is read at one version pinned inside one retried read, its purge time first (as
+    :func:`heartrisk.jobs.train.read_heart` does): a `forget` that purges it under the reads re-pins
+    the latest version, and one that purges it later shows at registration."""
     group = open_group(settings, HEART)
     sources = fit_sources(settings)
     view = FeatureView(group, sources=sources)
-    split = view.train_test_split(test_size=synth.test_size, seed=synth.split_seed, include_synthetic=False)
-    train, test, train_ids = _consented_side(split, consented_users(settings))
-    count, until = user_rows_read(group, split.table_version, train_ids)
+    users = consented_users(settings)
+
+    def at(version: int) -> tuple[str, Split, tuple[int, datetime | None]]:
+        purged = group.purged_at()
+        split = view.train_test_split(test_size=synth.test_size, seed=synth.split_seed,
+                                      include_synthetic=False, version=version)
+        return purged, split, user_rows_read(group, version, _consented_side(split, users)[2])
+
+    purged, split, (count, until) = group.reading(lambda: at(group.version()))
+    train, test, _ = _consented_side(split, users)
     lineage = Lineage(group=split.group, table_version=split.table_version, sources=sources,
                       split_seed=synth.split_seed, test_size=synth.test_size, user_rows=count,
                       user_until=until, submissions_from=settings.synth_submissions_from,
@@ -142,7 +171,7 @@ def real_rows(settings: Settings, synth: SynthSettings) -> RealRows:
     selection_rows = synth.score_rows if len(test) >= wanted else len(test) * synth.score_rows // wanted
     selection = test.iloc[:selection_rows].reset_index(drop=True)
     evaluation = test.iloc[selection_rows:selection_rows + synth.eval_rows].reset_index(drop=True)
-    return RealRows(fit, selection, evaluation, split.table_version, lineage)
+    return RealRows(fit, selection, evaluation, split.table_version, lineage, purged)
 
 
 def _log_quality(run: TrackedRun, quality: Quality, fit: FitResult) -> None:
@@ -201,11 +230,35 @@ def train_synthesizer(settings: Settings, synth: SynthSettings | None = None,
                      "privacy/privacy.json")
         decision = decide(settings, metrics, synth.promote_tolerance, promote, privacy.limits)
         run.set_tags({"decision": decision.text})
-        version = register_synthesizer(settings, run, fit.synthesizer, metrics, decision,
-                                       lineage=rows.lineage.to_tags())
+        version, decision = register(settings, run, fit.synthesizer, metrics, decision, rows)
     passed = decision.privacy.passed if decision.privacy is not None else True
     return SynthTrainResult(version, run.run_id, metrics, fit, rows, decision.promoted, decision.text,
                             report, privacy.limits, passed)
+
+
+def register(settings: Settings, run: TrackedRun, synthesizer: Synthesizer, metrics: dict[str, float],
+             decision: GateDecision, rows: RealRows) -> tuple[str, GateDecision]:
+    """Register the fit and promote it as the gate decided, unless a `forget` purged ``heart`` since
+    its rows were read: then it is registered marked and kept out. Returns the version and the
+    decision. The same steps as :func:`heartrisk.jobs.train.register` (the orders of events:
+    :class:`~heartrisk.jobs.erasure.HeartWatch`)."""
+    watch, lineage = rows.watch(settings), rows.lineage.to_tags()
+    if watch.forgotten():
+        decision = held_back(decision)
+        run.set_tags({"decision": decision.text})
+        return register_synthesizer(settings, run, synthesizer, metrics, decision,
+                                    lineage={**lineage, ERASED_TAG: erased_stamp()}), decision
+    version = register_synthesizer(settings, run, synthesizer, metrics, replace(decision, promoted=False),
+                                   lineage=lineage)
+    if watch.forgotten():
+        decision = held_back(decision)
+        mark_synthesizers(settings, [version])
+        run.set_tags({"decision": decision.text})
+        tracking.client(settings).set_model_version_tag(REGISTERED_MODEL, version, DECISION_TAG,
+                                                        decision.text)
+    elif decision.promoted:
+        promote_synthesizer(settings, version, decision.text)
+    return version, decision
 
 
 def privacy_report(synthesizer: Synthesizer, rows: RealRows, privacy: PrivacySettings,

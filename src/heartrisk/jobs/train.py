@@ -13,7 +13,8 @@
    git commit) and the model is registered as
    ``heart-risk-classifier`` with its lineage (:mod:`heartrisk.store.lineage`: what `heartrisk forget`
    needs to tell whether it learned from a person's row); it becomes champion only if the gate
-   promoted it (:func:`heartrisk.model.registry.register_model`).
+   promoted it (:func:`heartrisk.model.registry.register_model`) and no `forget`, on any machine,
+   purged ``heart`` since it was read (:func:`register`: else it is marked and kept out).
 
 No artifact holds a person's answers: the input example is made from the feature spec, the SHAP plot
 explains Kaggle test records only (shared submissions are never drawn per row), and a SMOTE step
@@ -27,7 +28,8 @@ import json
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,7 @@ import pandas as pd
 from heartrisk import tracking
 from heartrisk.config import Settings
 from heartrisk.features import FEATURES, LABEL
+from heartrisk.jobs.erasure import HeartWatch, held_back
 from heartrisk.model.card import build_card
 from heartrisk.model.estimator import RiskModel, model_input
 from heartrisk.model.evaluation import Comparison, scores
@@ -44,7 +47,7 @@ from heartrisk.model.explain import explain
 from heartrisk.model.gate import GATE_SOURCES, ChampionScores, GateDecision, SubgroupScores, gate
 from heartrisk.model.plots import save_plots, shap_summary_plot
 from heartrisk.model.reference import build_reference
-from heartrisk.model.registry import champion_scores, register_model
+from heartrisk.model.registry import MODEL_NAME, champion_scores, mark_classifiers, promote, register_model
 from heartrisk.model.training import (
     EXPERIMENT,
     Candidate,
@@ -61,10 +64,10 @@ from heartrisk.progress import progress_bar
 from heartrisk.store.groups import HEART, REAL_SOURCES, from_sources, open_group
 from heartrisk.store.lineage import Lineage, user_rows_read
 from heartrisk.store.table import StoreError
-from heartrisk.store.view import FeatureView
-from heartrisk.tracking import TrackedRun
+from heartrisk.store.view import FeatureView, Split
+from heartrisk.tracking import ERASED_TAG, TrackedRun, erased_stamp
 
-__all__ = ["EXPERIMENT", "TrainError", "TrainResult", "TrainSettings", "load_data", "train"]
+__all__ = ["EXPERIMENT", "TrainError", "TrainResult", "TrainSettings", "load_data", "read_heart", "train"]
 
 
 @dataclass
@@ -94,25 +97,57 @@ class TrainResult:
         return f"version {self.version} ({self.family}, {what}): {self.decision}"
 
 
+@dataclass
+class HeartReads:
+    """What a training run reads of ``heart``, all at one table version (:func:`read_heart`)."""
+
+    split: Split
+    #: The record-id split reported beside the profile split (None when not compared).
+    record_split: Split | None
+    #: User rows on the training side and their latest event time (the lineage's erasure rule).
+    user_rows: tuple[int, datetime | None]
+    #: ``heart``'s purge time, read before the split: a later one means a `forget` purged it since.
+    purged_at: str = ""
+
+    def watch(self, settings: Settings) -> HeartWatch:
+        """What tells, at registration, whether a `forget` purged ``heart`` since these reads."""
+        return HeartWatch(settings, self.purged_at, self.user_rows[0])
+
+
 def load_data(settings: Settings, ts: TrainSettings) -> Prepared:
     """Split ``heart`` and cut the held-out slice (real training records only)."""
+    return prepare(read_heart(settings, ts).split, ts)
+
+
+def read_heart(settings: Settings, ts: TrainSettings, record_split: bool = False) -> HeartReads:
+    """Every read of ``heart`` a training run makes, at ONE version pinned inside one retried read.
+
+    The record-id split used to be read after the whole search, back at the version the first split
+    had pinned: a `forget` on another machine purged that version meanwhile and train died with a raw
+    ``TableNotFoundError`` (attack helper: 1 of 3 `train --quick` runs). Inside one
+    :meth:`~heartrisk.store.table.FeatureGroup.reading`, a purge under any of the reads re-pins the
+    latest version and all are read again there. The cost: the record-id split is held through the
+    search (one more copy of the rows read). ``heart``'s purge time is read first, in the same read:
+    a purge after it but before the split re-reads both (:class:`~heartrisk.jobs.erasure.HeartWatch`)."""
     group = open_group(settings, HEART)
     if not group.exists():
         raise StoreError(f"feature group {HEART.table_name} does not exist yet; "
                          "run `heartrisk ingest` first")
     view = FeatureView(group, max_rows=settings.train_read_rows)
-    split = view.train_test_split(test_size=ts.test_size, seed=ts.seed,
-                                  include_synthetic=ts.include_synthetic, by=ts.split_by)
-    return prepare(split, ts)
+    knobs = {"test_size": ts.test_size, "seed": ts.seed, "include_synthetic": ts.include_synthetic}
+
+    def at(version: int) -> HeartReads:
+        purged = group.purged_at()
+        split = view.train_test_split(**knobs, version=version, by=ts.split_by)
+        twin = FeatureView(group).train_test_split(**knobs, version=version, by="record") \
+            if record_split else None
+        return HeartReads(split, twin, user_rows_read(group, version, split.train_ids), purged)
+
+    return group.reading(lambda: at(group.version()))
 
 
-def record_split_scores(settings: Settings, ts: TrainSettings, chosen: Candidate,
-                        version: int) -> dict[str, float]:
+def record_split_scores(ts: TrainSettings, chosen: Candidate, split: Split) -> dict[str, float]:
     """The chosen recipe refitted on the record-id split (same table version) and its test scores."""
-    group = open_group(settings, HEART)
-    split = FeatureView(group).train_test_split(test_size=ts.test_size, seed=ts.seed,
-                                                include_synthetic=ts.include_synthetic, version=version,
-                                                by="record")
     data = prepare(split, ts)
     twin = Candidate(chosen.family, chosen.treatment, chosen.params, chosen.cv_pr_auc,
                      chosen.cv_pr_auc_std, chosen.cv_roc_auc, chosen.cv_brier, chosen.search_seconds)
@@ -127,7 +162,8 @@ def train(settings: Settings, ts: TrainSettings | None = None) -> TrainResult:
     settings.ensure_home()
     with progress_bar() as bar:
         task = bar.add_task("reading heart", total=None)
-        data = load_data(settings, ts)
+        reads = read_heart(settings, ts, record_split=ts.compare_record_split and ts.split_by == "profile")
+        data = prepare(reads.split, ts)
         bar.update(task, total=1, completed=1, description=f"read heart v{data.split.table_version}")
         searching = bar.add_task("searching candidates", total=len(ts.families) * len(ts.treatments))
         candidates = search(data, ts, on_done=lambda: bar.advance(searching))
@@ -150,9 +186,9 @@ def train(settings: Settings, ts: TrainSettings | None = None) -> TrainResult:
         describe(model, data, p_test, ts)
         bar.advance(describing)
         record_metrics = None
-        if ts.compare_record_split and ts.split_by == "profile":
+        if reads.record_split is not None:
             twin = bar.add_task("refitting on the record-id split", total=1)
-            record_metrics = record_split_scores(settings, ts, chosen, data.split.table_version)
+            record_metrics = record_split_scores(ts, chosen, reads.record_split)
             bar.advance(twin)
         gating = bar.add_task("champion gate", total=1)
         champion = champion_scores(settings, data.split.X_test)
@@ -165,9 +201,10 @@ def train(settings: Settings, ts: TrainSettings | None = None) -> TrainResult:
             log_run(run, settings, ts, data, model, chosen, metrics, table, p_test, decision)
             log_comparisons(run, chosen, record_metrics)
             tags = {**version_tags(model, data), "decision": decision.text,
-                    **training_lineage(settings, data, ts).to_tags(),
+                    **training_lineage(data, ts, reads.user_rows).to_tags(),
                     **{f"test_{k}": f"{metrics[k]:.4f}" for k in ("roc_auc", "pr_auc", "brier", "f1")}}
-            version = register_model(settings, run, model, tags, decision, ts.serialization)
+            version, decision = register(settings, run, model, tags, decision, reads.watch(settings),
+                                         ts.serialization)
         bar.advance(logging_task)
     return TrainResult(
         version=version, run_id=run.run_id, promoted=decision.promoted, decision=decision.text,
@@ -176,6 +213,30 @@ def train(settings: Settings, ts: TrainSettings | None = None) -> TrainResult:
         seconds=time.perf_counter() - started, comparison=decision.comparison, quick=ts.quick,
         calibrations=chosen.calibrations, record_split_metrics=record_metrics,
     )
+
+
+def register(settings: Settings, run: TrackedRun, model: RiskModel, tags: dict[str, str],
+             decision: GateDecision, watch: HeartWatch, serialization: str) -> tuple[str, GateDecision]:
+    """Register the model and promote it as the gate decided, unless a `forget` purged ``heart`` since
+    it was read: then it is registered marked and kept out. Returns the version and the decision.
+
+    Registered unpromoted, checked, then promoted: a check before the registration alone would miss a
+    forget during the seconds the model's files take to log (the orders of events:
+    :class:`~heartrisk.jobs.erasure.HeartWatch`)."""
+    if watch.forgotten():
+        decision = held_back(decision)
+        run.set_tags({"decision": decision.text})
+        tags = {**tags, "decision": decision.text, ERASED_TAG: erased_stamp()}
+        return register_model(settings, run, model, tags, decision, serialization), decision
+    version = register_model(settings, run, model, tags, replace(decision, promoted=False), serialization)
+    if watch.forgotten():
+        decision = held_back(decision)
+        mark_classifiers(settings, [version])
+        run.set_tags({"decision": decision.text})
+        tracking.client(settings).set_model_version_tag(MODEL_NAME, version, "decision", decision.text)
+    elif decision.promoted:
+        promote(settings, version, decision.text)
+    return version, decision
 
 
 def describe(model: RiskModel, data: Prepared, p_test: np.ndarray, ts: TrainSettings) -> None:
@@ -303,11 +364,12 @@ def version_tags(model: Any, data: Prepared) -> dict[str, str]:
             "feature_group": data.split.group, "feature_group_version": str(data.split.table_version)}
 
 
-def training_lineage(settings: Settings, data: Prepared, ts: TrainSettings) -> Lineage:
+def training_lineage(data: Prepared, ts: TrainSettings, user_rows: tuple[int, datetime | None]) -> Lineage:
     """What the model learned from (:mod:`heartrisk.store.lineage`): the training side's sources, its
-    user rows and their latest merge time, and the split that kept the test side out."""
+    user rows and their latest merge time (read with the split, :func:`read_heart`), and the split
+    that kept the test side out."""
     split = data.split
-    count, until = user_rows_read(open_group(settings, HEART), split.table_version, split.train_ids)
+    count, until = user_rows
     return Lineage(group=split.group, table_version=split.table_version,
                    sources=tuple(sorted(set(split.train_sources))), split_seed=ts.seed,
                    test_size=ts.test_size, user_rows=count, user_until=until, split_by=split.by)

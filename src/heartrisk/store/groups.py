@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from heartrisk.config import Settings
 from heartrisk.features import FEATURES, LABEL
-from heartrisk.store.table import FeatureGroup, GroupSpec
+from heartrisk.store.table import FeatureGroup, GroupSpec, StoreError
 from heartrisk.validation import Coerced, coerce
 
 UTC_TIME = pa.timestamp("us", tz="UTC")
@@ -138,7 +138,16 @@ def open_group(settings: Settings, spec: GroupSpec) -> FeatureGroup:
 
 def store_status(settings: Settings) -> dict[str, Any]:
     """For `heartrisk status`: each group's rows, rows by source, version and last write."""
-    return {spec.table_name: open_group(settings, spec).status() for spec in GROUPS}
+    return {spec.table_name: _group_status(open_group(settings, spec)) for spec in GROUPS}
+
+
+def _group_status(group: FeatureGroup) -> dict[str, Any]:
+    """One group's status, or why it cannot be read: a table that lost a data file no longer hides
+    the other four."""
+    try:
+        return group.status()
+    except StoreError as exc:
+        return {"exists": True, "uri": group.uri, "error": str(exc)}
 
 
 # ---------------------------------------------------------------------------------------- record ids

@@ -37,7 +37,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 from filelock import FileLock
 
 from heartrisk.clock import as_utc, from_millis, utc_now
-from heartrisk.errors import UserError
+from heartrisk.errors import UserError, first_line
 from heartrisk.store.lease import DEFAULT_TTL_S, default_holder, held
 from heartrisk.store.objects import open_objects
 from heartrisk.store.probe import require_conditional_writes
@@ -61,6 +61,10 @@ MAINTENANCE_WAIT_S = 900.0
 
 class StoreError(UserError, RuntimeError):
     """The store cannot do what was asked (missing table, lock timeout, unreadable data)."""
+
+
+class VersionPurgedError(StoreError):
+    """A version asked for by number (or time) whose log and files a history purge removed."""
 
 
 @dataclass(frozen=True)
@@ -139,11 +143,25 @@ class FeatureGroup:
                 f"feature group {self.spec.table_name} does not exist at {self.uri}; "
                 "run `heartrisk ingest` first"
             ) from None
-        if version is not None:
-            dt.load_as_version(version)
-        elif as_of is not None:
-            dt.load_as_version(as_of)
+        if version is not None or as_of is not None:
+            self._travel(dt, version if version is not None else as_of)
         return dt
+
+    def _travel(self, dt: DeltaTable, to: int | datetime) -> None:
+        """Load version (or time) ``to``, or say in one line that a purge removed it.
+
+        A reader that pinned a version and reads it again later (train's second split) finds it gone
+        once a ``forget``, on any machine, purged the history in between: delta-rs says only
+        ``TableNotFoundError: No files in log segment`` of a table that exists. :meth:`reading` re-pins
+        the latest version on this error; a caller outside it gets the message."""
+        try:
+            dt.load_as_version(to)
+        except TableNotFoundError:
+            what = f"version {to}" if isinstance(to, int) else f"the version as of {to.isoformat()}"
+            raise VersionPurgedError(
+                f"{what} of {self.spec.table_name} can no longer be read: the table's history was purged "
+                "since (`heartrisk forget` does this, perhaps on another machine); run the command again "
+                "to read the latest version") from None
 
     def version(self) -> int:
         return self.table().version()
@@ -308,6 +326,24 @@ class FeatureGroup:
                                            enforce_retention_duration=False))
         return sorted(every - removed_by_commits)
 
+    def missing_files(self) -> list[str]:
+        """Data files the latest version needs that are not in the store (deleted by hand, lost with a
+        disk): every read of the table fails on them. delta-rs' repair in dry run lists them and
+        changes nothing."""
+        return sorted(self.table().repair(dry_run=True).get("files_removed", []))
+
+    def unreadable_files(self) -> list[str]:
+        """Data files of the latest version whose Parquet footer cannot be read (not Parquet, cut
+        short): a failed read does not always name the file (delta-rs says only "Generic
+        LocalFileSystem error" of a file shorter than its log entry)."""
+        bad = []
+        for fragment in self.table().to_pyarrow_dataset(schema=self.spec.schema).get_fragments():
+            try:
+                fragment.ensure_complete_metadata()
+            except (OSError, pa.ArrowException):
+                bad.append(fragment.path)
+        return sorted(bad)
+
     def remove_files(self, paths: Sequence[str]) -> int:
         """Delete data files by their path in the table (``doctor --repair`` of orphan files)."""
         objects = open_objects(self.uri)
@@ -464,20 +500,31 @@ class FeatureGroup:
         The pause grows from 50 ms to about 2 s with jitter, so writers that collided spread out. Also
         redone: a commit whose log entries were removed under it (``Invalid table version``: a
         ``forget`` on another machine purged the history while this writer read it)."""
-        last = ""
+        last: DeltaError | None = None
         for tries in range(1, COMMIT_ATTEMPTS + 1):
             try:
                 return attempt(self.table())
             except DeltaError as exc:
                 if not (isinstance(exc, CommitFailedError) or _log_moved(exc)):
                     raise
-                last = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                last = exc
                 if tries == COMMIT_ATTEMPTS:
                     break
                 time.sleep(random.uniform(0.5, 1.0) * min(2.0, 0.05 * 2 ** tries))
-        raise StoreError(f"{what} on {self.spec.table_name}: other writers won the race for the next "
-                         f"table version {COMMIT_ATTEMPTS} times in a row ({last}); this write was not "
-                         "stored. Try again") from None
+        raise StoreError(self._gave_up(what, last)) from None
+
+    def _gave_up(self, what: str, last: DeltaError | None) -> str:
+        """Why a write was not stored after :data:`COMMIT_ATTEMPTS` tries: lost races, or a data file
+        missing every time (deleted by hand: an insert into such a table said "other writers won the
+        race" after 12 tries; `doctor` names the file)."""
+        text = first_line(last) if last is not None else ""
+        if last is None or isinstance(last, CommitFailedError) or "Invalid table version" in text:
+            return (f"{what} on {self.spec.table_name}: other writers won the race for the next table "
+                    f"version {COMMIT_ATTEMPTS} times in a row ({text}); this write was not stored. "
+                    "Try again")
+        return (f"{what} on {self.spec.table_name}: a data file was missing {COMMIT_ATTEMPTS} times in a "
+                f"row ({text}); this write was not stored. If `forget` was purging the history on "
+                "another machine, try again; if it keeps failing, run `heartrisk doctor`")
 
     def reading(self, read: Callable[[], Any]) -> Any:
         """Run ``read`` (of the latest version); if files it listed were removed under it, again.
@@ -488,15 +535,16 @@ class FeatureGroup:
         file. The latest version, opened again, has every file it lists (an attack helper saw
         `daily` die with the raw error in 1 of 11 runs beside a forget). A reader that pins the
         latest version and reads at it (:class:`~heartrisk.store.view.FeatureView`) passes both steps
-        here, so it pins the new one."""
+        here, so it pins the new one; so does a reader that goes back to its pinned version for a
+        second read (train: a purge between its reads is :class:`VersionPurgedError`, re-pinned here)."""
         last = ""
         for tries in range(1, READ_ATTEMPTS + 1):
             try:
                 return read()
-            except (DeltaError, OSError) as exc:
-                if isinstance(exc, TableNotFoundError) or not _log_moved(exc):
+            except (DeltaError, OSError, VersionPurgedError) as exc:
+                if not _moved_under_reader(exc):
                     raise
-                last = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                last = first_line(exc)
                 if tries == READ_ATTEMPTS:
                     raise StoreError(f"reading {self.spec.table_name}: files were missing {READ_ATTEMPTS} "
                                      f"times in a row ({last}); perhaps `forget` on another machine was "
@@ -610,6 +658,14 @@ def _key_array(table: pa.Table, key: tuple[str, ...]) -> pa.Array:
         return pc.cast(table.column(key[0]), pa.string()).combine_chunks()
     parts = [pc.cast(table.column(k), pa.string()) for k in key]
     return pc.binary_join_element_wise(*parts, "\x1f").combine_chunks()
+
+
+def _moved_under_reader(exc: Exception) -> bool:
+    """Whether a read failed because a purge removed what it had pinned or listed (worth a re-read
+    of the latest version), not because the table is missing or broken."""
+    if isinstance(exc, VersionPurgedError):
+        return True
+    return not isinstance(exc, TableNotFoundError) and _log_moved(exc)
 
 
 def _log_moved(exc: Exception) -> bool:
