@@ -284,3 +284,43 @@ def test_a_job_whose_workers_alone_were_interrupted_is_retried(settings: Setting
     finally:
         scheduler.shutdown(wait_s=5)
     assert len(attempts) == 2
+
+
+@pytest.mark.parametrize("stopping", [True, False])
+def test_a_pool_broken_by_ctrl_c_is_interrupted_and_a_broken_pool_alone_a_failure(
+        settings: Settings, caplog: pytest.LogCaptureFixture, stopping: bool) -> None:
+    """The workers can die of the terminal's Ctrl-C before joblib hears their interrupt: the job then
+    raises BrokenProcessPool. With the stop that follows it is an interrupted run, not a failure
+    (the clean-clone `make run` check, session 6: "train: failed ... BrokenProcessPool", state failed);
+    without one a worker really died, and it is a failure, retried."""
+    from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+    scheduler = JobScheduler(settings, fast(backoff_s=30))
+    stopper: list[threading.Thread] = []
+
+    def broken() -> None:
+        if stopping:
+            stopper.append(threading.Thread(target=scheduler.shutdown, kwargs={"wait_s": 10}))
+            stopper[0].start()
+        raise TerminatedWorkerError("A worker process managed by the executor was unexpectedly terminated")
+
+    scheduler.add(Job("train", broken, None, run_at_start=lambda: True))
+    outcome = "interrupted" if stopping else "failed"
+    with caplog.at_level(logging.INFO):
+        scheduler.start()
+        try:
+            wait_for(lambda: JobState(settings).job("train").get("last_outcome") == outcome)
+            if stopping:
+                wait_for(lambda: bool(stopper) and not stopper[0].is_alive())
+            else:
+                wait_for(lambda: JobState(settings).job("train").get("next_retry") is not None)
+        finally:
+            scheduler.shutdown(wait_s=5)
+    job = JobState(settings).job("train")
+    assert job["last_outcome"] == outcome and int(job.get("failures", 0)) == (0 if stopping else 1)
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("train: ")]
+    if stopping:
+        assert any("runs again at the next start" in m for m in said)
+        assert not any("failed" in m for m in said) and job.get("next_retry") is None
+    else:
+        assert any("failed" in m and "TerminatedWorkerError" in m for m in said)

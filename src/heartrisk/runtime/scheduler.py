@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -183,18 +184,20 @@ class JobScheduler:
             # joblib raises theirs here. The main thread does the stopping; the job lock has recorded
             # the run as interrupted, which the next start runs again. No traceback. If no stop
             # follows (someone signalled the workers alone), it is retried like a failure.
-            seconds = time.monotonic() - started
+            self._interrupted(name, attempt, time.monotonic() - started)
+        except BrokenProcessPool as exc:
+            # The same Ctrl-C, when the workers die of it before joblib hears their interrupt: the
+            # pool is reported broken. Followed by a stop, it was the interrupt (the lock recorded a
+            # failure: put right); otherwise a worker really died, and it is a failure.
             if self._stopping.wait(INTERRUPT_WAIT_S):
-                log.warning("%s: interrupted after %.1f s (Ctrl-C reached its worker processes); it runs "
-                            "again at the next start", name, seconds)
+                self.state.update_job(name, last_outcome="interrupted",
+                                      last_error="stopped before the end of the run",
+                                      failures=max(0, int(self.state.job(name).get("failures", 1)) - 1))
+                self._interrupted(name, attempt, time.monotonic() - started)
             else:
-                log.warning("%s: its worker processes were interrupted after %.1f s; retrying later",
-                            name, seconds)
-                self._retry_later(name, attempt + 1, "interrupted")
+                self._failed(name, attempt, started, exc)
         except Exception as exc:
-            log.error("%s: failed after %.1f s: %s", name, time.monotonic() - started,
-                      error_text(exc), exc_info=log.isEnabledFor(logging.DEBUG))
-            self._retry_later(name, attempt + 1, error_text(exc))
+            self._failed(name, attempt, started, exc)
         else:
             log.info("%s: done in %.1f s%s", name, time.monotonic() - started,
                      f": {run.summary}" if run.summary else "")
@@ -202,6 +205,21 @@ class JobScheduler:
                 self.scheduler.remove_job(f"{name}.retry")
         finally:
             self.publish_next_runs()
+
+    def _interrupted(self, name: str, attempt: int, seconds: float) -> None:
+        """One line for a run its worker processes' interrupt ended; retried unless a stop follows."""
+        if self._stopping.wait(INTERRUPT_WAIT_S):
+            log.warning("%s: interrupted after %.1f s (Ctrl-C reached its worker processes); it runs "
+                        "again at the next start", name, seconds)
+        else:
+            log.warning("%s: its worker processes were interrupted after %.1f s; retrying later",
+                        name, seconds)
+            self._retry_later(name, attempt + 1, "interrupted")
+
+    def _failed(self, name: str, attempt: int, started: float, exc: BaseException) -> None:
+        log.error("%s: failed after %.1f s: %s", name, time.monotonic() - started,
+                  error_text(exc), exc_info=log.isEnabledFor(logging.DEBUG))
+        self._retry_later(name, attempt + 1, error_text(exc))
 
     @contextlib.contextmanager
     def _running(self, name: str) -> Iterator[None]:
