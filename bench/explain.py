@@ -5,7 +5,9 @@ space (the largest, a middle and a small one), then times, on the same encoded r
 
 - ``pred_contrib``: LightGBM's ``booster.predict(row, pred_contrib=True, num_threads=1)`` (the baseline:
   what the server did before);
-- ``compiled``: :mod:`heartrisk.model.tree_shap` (what it does now), checked equal to the baseline;
+- ``compiled``: :mod:`heartrisk.model.tree_shap` (what it does now: trees of at most 10 splits from their
+  decision tables, larger ones by Linear TreeSHAP), checked equal to the baseline;
+- ``linear``: the same trees all by Linear TreeSHAP (what it did before the decision tables);
 - ``scorer``: a whole one-row ``Scorer.score`` with explanations (encoding, margin, SHAP, grouping,
   calibration), as the API calls it.
 
@@ -34,8 +36,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CSV = Path(os.environ.get("HEARTRISK_CSV") or ROOT.parent / "shared/data/heart_2020_dev.csv.gz")
 RESULTS = ROOT / "bench" / "results" / "explain.json"
-#: (trees, leaves): the search space's largest, a middle and a small LightGBM (model/estimator.py).
-SIZES = ((499, 47), (300, 28), (150, 8))
+#: (trees, leaves): the search space's largest, a middle and a small LightGBM (model/estimator.py), and
+#: the shape the 1-SE rule chose for the full champion (301 x 10).
+SIZES = ((499, 47), (300, 28), (150, 8), (301, 10))
 
 
 def fit(csv: Path, rows: int, trees: int, leaves: int) -> Any:
@@ -83,6 +86,7 @@ def main() -> int:
         gap = np.abs(compiled.contributions(Xt)[0] - booster.predict(Xt, pred_contrib=True)[:, :-1]).max()
         native = median_us(lambda r, b=booster: b.predict(r, pred_contrib=True, num_threads=1), one_rows)
         fast = median_us(compiled.contributions, one_rows)
+        linear = median_us(compiled.without_tables().contributions, one_rows)
         loaded = LoadedModel("bench", model.threshold, model.base_rate, None, "", {}, "", 0, model)  # type: ignore[arg-type]
         scorer = Scorer(loaded)
         answers = [[row] for row in random_rows(args.repeats, seed=5)]
@@ -96,6 +100,7 @@ def main() -> int:
         cell = {"trees": trees, "num_leaves": leaves, "max_depth": depth, "leaves": leaves_total,
                 "compile_s": compile_s, "max_abs_difference": float(gap),
                 "pred_contrib_us_per_row": native, "compiled_us_per_row": fast,
+                "linear_us_per_row": linear, "tabled_trees": compiled.tables.trees,
                 "speedup": native / fast, "scorer_with_explanation_us": whole,
                 "scorer_risk_only_us": risk_only,
                 f"batch_{len(Xt)}_pred_contrib_us_per_row": batch_native / len(Xt),
@@ -103,7 +108,8 @@ def main() -> int:
         cells.append(cell)
         print(f"LightGBM {trees} trees x {leaves} leaves (depth {depth}, {leaves_total} leaves, compiled "
               f"and checked in {compile_s:.2f} s): one row "
-              f"pred_contrib {native:7.1f} us (baseline) vs compiled {fast:6.1f} us = {native / fast:4.1f}x; "
+              f"pred_contrib {native:7.1f} us (baseline) vs compiled {fast:6.1f} us = {native / fast:4.1f}x "
+              f"(all by Linear TreeSHAP {linear:6.1f} us; {compiled.tables.trees} trees tabled); "
               f"scorer with explanation {whole:6.1f} us, risk only {risk_only:5.1f} us; max difference "
               f"{gap:.1e}", flush=True)
     load_after = os.getloadavg()

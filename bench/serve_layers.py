@@ -39,8 +39,7 @@ CLIENTS = 8
 #: (layer, a frame that marks it), innermost first: a sample counts in the first layer it matches.
 LAYERS = (
     ("sending the response (h11, socket write)", "RequestResponseCycle.send"),
-    ("the context (draws, margins of its rows, finish)", "Scorer.contexts"),
-    ("score and explain", "Scorer.score"),
+    ("the model: score, explain and the context (draws, its rows' margins, finish)", "Scorer.score"),
     ("the rest of predict (answers, response, JSON, serving profile)",
      "predict (heartrisk/web/risk_check/api.py"),
     ("middleware, routing, FastAPI dependencies and body", "run_asgi"),

@@ -3,6 +3,7 @@ explanations built on it add up to the risk a person is shown, whichever calibra
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from heartrisk.features import FEATURE_NAMES, LABEL
 from heartrisk.model.calibration import Isotonic, Platt, Uncalibrated
 from heartrisk.model.estimator import RiskModel, build_pipeline, logit, model_input, raw_margin, transform
 from heartrisk.model.explain import compiled_trees, explain
-from heartrisk.model.tree_shap import compile_lightgbm
+from heartrisk.model.tree_shap import compile_lightgbm, decision_tables, near_rows
 from heartrisk.sources.kaggle import read_kaggle_csv
 
 
@@ -46,6 +47,11 @@ def test_compiled_trees_equal_lightgbms_own_values(leaves: int, zero_as_missing:
     np.testing.assert_allclose(trees.margin(rows), booster.predict(rows, raw_score=True), rtol=0, atol=1e-10)
     one, _ = trees.contributions(rows[7])  # one row, as a request sends it
     np.testing.assert_allclose(one[0], expected[7, :-1], rtol=0, atol=1e-10)
+    near = near_rows(rows, np.random.default_rng(3))  # a person's context rows, NaNs and zeros too
+    np.testing.assert_allclose(trees.margin_near(near), booster.predict(near, raw_score=True), rtol=0,
+                               atol=1e-10)
+    np.testing.assert_allclose(trees.margin_near(rows), booster.predict(rows, raw_score=True), rtol=0,
+                               atol=1e-10)  # and rows that share nothing
     if leaves == 63:
         assert trees.max_depth > 10 and trees.rules.max() >= 3  # deep paths, several quadrature nodes
 
@@ -101,3 +107,42 @@ def test_explanations_add_up_to_the_shown_risk_whatever_the_calibration(lightgbm
     if method != "isotonic":  # an affine map keeps each answer's share: the raw values times the slope
         raw, _raw_base = explain(RiskModel(model.pipeline, Uncalibrated(), 0.2, model.base_rate), rows)
         np.testing.assert_allclose(contributions.to_numpy(), raw.to_numpy() * fitted.slope, atol=1e-9)
+
+
+@pytest.mark.parametrize("budget", [None, 3000])
+def test_small_trees_are_looked_up_and_agree_with_linear_treeshap(budget: int | None) -> None:
+    """Trees of at most TABLE_SPLITS splits are explained from their decision tables; all of them
+    (budget None) or as many as fit (the rest by Linear TreeSHAP), with LightGBM's values either way."""
+    X, y = messy(3000, seed=5)
+    booster = LGBMClassifier(n_estimators=40, num_leaves=10, min_child_samples=5, verbose=-1,
+                             random_state=2).fit(X, y).booster_
+    trees = compile_lightgbm(booster)
+    if budget is not None:
+        trees = replace(trees, tables=decision_tables(trees, budget=budget))
+    splitting = int(np.sum([trees.left[root] >= 0 for root in trees.roots]))
+    tabled = trees.tables.trees
+    assert (tabled == splitting) if budget is None else (0 < tabled < splitting)
+    rows, _ = messy(400, seed=6)
+    expected = booster.predict(rows, pred_contrib=True)[:, :-1]
+    np.testing.assert_allclose(trees.contributions(rows)[0], expected, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(trees.without_tables().contributions(rows)[0], expected, rtol=0, atol=1e-10)
+    assert trees.without_tables().tables.trees == 0
+
+
+def test_the_first_rows_explanation_comes_with_the_near_margins() -> None:
+    """margin_near_explained gives margin_near's margins and the first row's LightGBM values, from
+    the tables when every tree has one and by Linear TreeSHAP when some do not."""
+    X, y = messy(3000, seed=8)
+    booster = LGBMClassifier(n_estimators=30, num_leaves=8, min_child_samples=5, verbose=-1,
+                             random_state=4).fit(X, y).booster_
+    complete = compile_lightgbm(booster)
+    partial = replace(complete, tables=decision_tables(complete, budget=2000))
+    assert complete.tables.complete and not partial.tables.complete
+    rows, _ = messy(40, seed=9)
+    near = near_rows(rows, np.random.default_rng(1))
+    expected = booster.predict(near[:1], pred_contrib=True)[0]
+    for trees in (complete, partial):
+        margins, values, base = trees.margin_near_explained(near)
+        np.testing.assert_allclose(margins, booster.predict(near, raw_score=True), rtol=0, atol=1e-10)
+        np.testing.assert_allclose(values, expected[:-1], rtol=0, atol=1e-10)
+        assert base == pytest.approx(expected[-1], abs=1e-10)

@@ -16,6 +16,7 @@ import pytest
 from heartrisk.config import Settings
 from heartrisk.features import FEATURE_NAMES
 from heartrisk.model.estimator import Platt, RiskModel, build_pipeline, model_input
+from heartrisk.model.reference import build_reference
 from heartrisk.model.registry import LoadedModel, champion_model
 from heartrisk.web.risk_check.model_cache import ModelCache, ModelUnavailableError
 from heartrisk.web.risk_check.risk import score
@@ -31,6 +32,17 @@ def assert_same_as_model(scorer: Scorer, loaded: LoadedModel) -> None:
     assert np.allclose(scored.contributions, loaded.explain(frame).to_numpy(), rtol=0, atol=1e-9)
     assert scored.base_value == pytest.approx(loaded.base_value, abs=1e-9)
     assert np.array_equal(scorer.score(ROWS, with_explanations=False).probabilities, scored.probabilities)
+    # With the context the person's own row is scored among the context's rows (and, alone, explained
+    # from the same tree decisions): the same risk and explanation, one person or several at once.
+    together, _ = scorer.score_in_context(ROWS)
+    alone = [scorer.score_in_context([row])[0] for row in ROWS]
+    for found in (together, *alone):
+        assert found.contributions is not None
+    assert np.allclose(together.probabilities, scored.probabilities, rtol=0, atol=1e-12)
+    assert np.allclose(together.contributions, scored.contributions, rtol=0, atol=1e-9)
+    assert np.allclose([a.probabilities[0] for a in alone], scored.probabilities, rtol=0, atol=1e-12)
+    assert np.allclose(np.vstack([a.contributions for a in alone]), scored.contributions, rtol=0, atol=1e-9)
+    assert all(a.base_value == pytest.approx(loaded.base_value, abs=1e-9) for a in alone)
 
 
 def fitted(family: str, dev_frame: pd.DataFrame) -> LoadedModel:
@@ -43,11 +55,13 @@ def fitted(family: str, dev_frame: pd.DataFrame) -> LoadedModel:
     pipeline = build_pipeline(family, "none")
     if family == "random_forest":
         pipeline.set_params(classify__n_estimators=20, classify__max_depth=6)
-    if family == "lightgbm":
-        pipeline.set_params(classify__n_estimators=30)
+    if family == "lightgbm":  # trees of 9 splits, as the 1-SE champion's: explained from their tables
+        pipeline.set_params(classify__n_estimators=30, classify__num_leaves=10)
     pipeline.fit(X, y)
     model = RiskModel(pipeline, Platt(0.9, -0.1), threshold=0.2, base_rate=float(y.mean()),
                       background=pipeline.named_steps["encode"].transform(X).mean(axis=0))
+    # The survey aggregates a trained version carries, so the scorer takes the context's shared path.
+    model.reference = build_reference(model, X.iloc[:2000], X.iloc[2000:], y[2000:]).to_dict()
     return LoadedModel(version="t", threshold=0.2, base_rate=float(y.mean()), trained_at=datetime.now(UTC),
                        run_id="", metrics={}, feature_group="heart_v1", feature_group_version=0, model=model)
 
@@ -59,8 +73,9 @@ def test_each_family_scores_like_the_model(family: str, path: type, dev_frame: p
     loaded = fitted(family, dev_frame)
     scorer = Scorer(loaded)
     assert scorer.compiled
-    assert isinstance(scorer.path, path)
+    assert isinstance(scorer.path, path)  # every shortcut passed its check at load
     assert scorer.fast is (path is not ModelPath)
+    assert scorer.reference is not None  # so score_in_context takes the shared path
     assert_same_as_model(scorer, loaded)
 
 

@@ -26,22 +26,26 @@ scorer keeps one per model version (a request then scores 13 rows fewer).
 
 from __future__ import annotations
 
+import bisect
 import functools
+import itertools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
-from scipy.special import ndtr, ndtri
+from scipy.special import ndtri
 
 from heartrisk.features import BY_NAME, FEATURE_NAMES, FEATURES, feature
 from heartrisk.model.calibration import Calibration
+from heartrisk.model.copula_draws import CopulaTables
 from heartrisk.model.estimator import sigmoid
 from heartrisk.model.reference import (
     COPULA_FEATURES,
-    NUMBER_LEVELS,
     SurveyReference,
+    group_ids,
+    group_row,
     refit_risks,
 )
 
@@ -73,6 +77,7 @@ def band_years(label: str) -> float:
 
 
 AGE_YEARS = np.array([band_years(v) for v in AGE.values])
+AGE_YEARS_LIST = AGE_YEARS.tolist()
 
 
 # ------------------------------------------------------------------------------------ the result
@@ -208,6 +213,14 @@ class HealthyCurves:
             found = self._curves[key] = np.asarray(self._margins(columns, len(profile)), dtype=float)
         return found
 
+    def risks(self, key: tuple[Any, Any], calibration: Calibration) -> list[float]:
+        """The curve's calibrated risks, kept too (a request needs them, not the margins)."""
+        kept: dict[tuple[Any, Any], tuple[Calibration, list[float]]] = self.__dict__.setdefault("_risks", {})
+        found = kept.get(key)
+        if found is None or found[0] is not calibration:
+            found = kept[key] = calibration, sigmoid(calibration(self(key))).tolist()
+        return found[1]
+
 
 def what_if_changes(answers: Answers) -> list[tuple[str, Any]]:
     """(feature, healthier answer) for each changeable answer that is not already the healthy one."""
@@ -229,35 +242,34 @@ def draw_unknowns(answers: Answers, reference: SurveyReference, draws: int = DRA
     conditional normal draw of their scores, turned back into answers by the group's distributions.
     (Drawing everything from the wider group when sex or age was Unknown was 0.4 ms cheaper but lost
     how answers depend on age: coverage with 10 Unknowns fell from 0.80-0.83 to 0.74-0.83.)
-    Stratified (each
-    Unknown's draws cover its distribution evenly, in a seeded random order), so few draws suffice and
-    the range is the same every time.
+    The draws of all groups are worked out together, each row with its own group's row of the
+    reference's tables. Stratified (each Unknown's draws cover its distribution evenly, in a seeded
+    random order), so few draws suffice and the range is the same every time.
     """
     unknown = [f.name for f in FEATURES if answers.get(f.name) is None]
     levels = dict(zip(unknown, _strata(len(unknown), draws, seed), strict=True))
     wide = reference.group(answers.get("sex"), answers.get("age_category"))
-    drawn = {name: _inverse(BY_NAME[name], wide[name], levels[name])
-             for name in ("sex", "age_category") if name in levels}
-    sexes = drawn.get("sex", [answers.get("sex")] * draws)
-    ages = drawn.get("age_category", [answers.get("age_category")] * draws)
-    members: dict[tuple[Any, Any], list[int]] = {}
-    for i, key in enumerate(zip(sexes, ages, strict=True)):
-        members.setdefault(key, []).append(i)
-    rest = [name for name in unknown if name not in ("sex", "age_category")]
-    for name in rest:
-        drawn[name] = [None] * draws
+    drawn: Columns = {}
+    at: dict[str, np.ndarray | int] = {}  # sex and age group: the answer's index (in each draw)
+    for name in ("sex", "age_category"):
+        f = BY_NAME[name]
+        if name in levels:
+            at[name] = _category_index(wide[name].cumsum()[None, :], levels[name])
+            drawn[name] = [f.values[i] for i in at[name]]  # type: ignore[union-attr]
+        else:
+            at[name] = f.values.index(answers[name])
+    if "sex" in levels or "age_category" in levels:
+        sexes, ages = (np.broadcast_to(at[n], draws) for n in ("sex", "age_category"))
+        cells, where = np.unique(group_ids(sexes, ages), return_inverse=True)
+    else:  # the usual case: one group
+        cells = np.array([group_row(int(at["sex"]), int(at["age_category"]))])  # type: ignore[call-overload]
+        where = np.zeros(draws, dtype=np.intp)
     copula = _Conditional.of(reference, tuple(name for name in COPULA_FEATURES if name in levels))
-    for (sex, age), rows in members.items():  # one group unless sex or age group is Unknown
-        group = reference.group(sex, age)
-        picked = {name: levels[name][rows] for name in rest}
-        z_known = np.array([reference.score(sex, age, n, answers[n]) for n in copula.known])
-        values = copula.draw(z_known, group, picked)
-        if "race" in picked:
-            values["race"] = _inverse(BY_NAME["race"], group["race"], picked["race"])
-        for name, found in values.items():
-            column = drawn[name]
-            for i, value in zip(rows, found, strict=True):
-                column[i] = value
+    drawn.update(copula.draw(reference, answers, cells, where, levels, (tuple(unknown), draws, seed)))
+    if "race" in levels:
+        rows = reference.table("race")[cells]
+        index = _category_index(rows if len(cells) == 1 else rows[where], levels["race"])
+        drawn["race"] = [BY_NAME["race"].values[i] for i in index]
     return drawn
 
 
@@ -281,6 +293,8 @@ class _Conditional:
     known: list[str]
     weights: np.ndarray
     root: np.ndarray
+    features: np.ndarray  # the missing answers' places in COPULA_FEATURES
+    shifts: dict[tuple[Any, ...], np.ndarray] = field(default_factory=dict)
 
     @classmethod
     def of(cls, reference: SurveyReference, missing: tuple[str, ...]) -> _Conditional:
@@ -304,18 +318,38 @@ class _Conditional:
         s_mk, s_kk = rows_m[:, k], corr[k][:, k]
         weights = np.linalg.solve(s_kk, s_mk.T).T if k else np.zeros((len(m), 0))
         root = _square_root(rows_m[:, m] - weights @ s_mk.T) if m else np.zeros((0, 0))
-        return cls(missing, [names[j] for j in k], weights, root)
+        return cls(missing, [names[j] for j in k], weights, root, np.array(m, dtype=np.int64))
 
-    def draw(self, z_known: np.ndarray, group: dict[str, np.ndarray],
-             levels: dict[str, np.ndarray]) -> dict[str, list[Any]]:
-        """The Unknown copula answers at stratified ``levels``, in one sex x age ``group`` whose
-        normal scores of the known answers (in :attr:`known`'s order) are ``z_known``."""
+    def draw(self, reference: SurveyReference, answers: Answers, cells: np.ndarray, at: np.ndarray,
+             levels: dict[str, np.ndarray], key: tuple[Any, ...]) -> dict[str, list[Any]]:
+        """The Unknown copula answers at stratified ``levels``, draw ``d`` in (sex, age) group
+        ``cells[at[d]]`` (rows of the reference's tables), given the person's known answers;
+        ``key`` names the levels (the Unknowns, the draws and the seed that made them)."""
         if not self.missing:
             return {}
-        mean = self.weights @ z_known if self.known else np.zeros(len(self.missing))
-        eps = ndtri(np.column_stack([levels[n] for n in self.missing]))
-        u = ndtr(mean + eps @ self.root.T)
-        return {n: _inverse(BY_NAME[n], group[n], u[:, c]) for c, n in enumerate(self.missing)}
+        if self.known:  # the known answers' scores in each group -> the conditional mean
+            mean = reference.scores(self.known, answers, cells.tolist()) @ self.weights.T
+        else:
+            mean = np.zeros((len(cells), len(self.missing)))
+        found = CopulaTables.of(reference).draw(self.features, self._shift(levels, key), mean, cells, at)
+        return {n: _answers(BY_NAME[n], found[:, c]) for c, n in enumerate(self.missing)}
+
+    def _shift(self, levels: dict[str, np.ndarray], key: tuple[Any, ...]) -> np.ndarray:
+        """The draws' scores before the mean: the stratified levels' normal scores times the root
+        (they depend only on which answers are Unknown: kept per set, a few dozen are common)."""
+        found = self.shifts.get(key)
+        if found is None:
+            if len(self.shifts) >= 64:
+                self.shifts.clear()
+            found = self.shifts[key] = ndtri(np.column_stack([levels[n] for n in self.missing])) @ self.root.T
+        return found
+
+
+def _answers(f: Any, drawn: np.ndarray) -> list[Any]:
+    """A column of :meth:`CopulaTables.draw` as answers: numbers as they are, indices as answers."""
+    if f.is_numeric:
+        return drawn.tolist()
+    return [f.values[int(i)] for i in drawn]
 
 
 def _square_root(cov: np.ndarray) -> np.ndarray:
@@ -325,13 +359,11 @@ def _square_root(cov: np.ndarray) -> np.ndarray:
     return vectors * np.sqrt(np.clip(values, 0.0, None))
 
 
-def _inverse(f: Any, distribution: np.ndarray, u: np.ndarray) -> list[Any]:
-    """Answers at cumulative levels ``u`` of a stored distribution (shares or quantiles)."""
-    if f.is_numeric:
-        values = np.clip(np.interp(u, NUMBER_LEVELS, distribution), f.low, f.high)
-        return (np.round(values) if f.whole else values).tolist()
-    index = distribution.cumsum().searchsorted(u, side="right")
-    return [f.values[i] for i in np.minimum(index, len(f.values) - 1)]
+def _category_index(cumulative: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """The answer each level ``u[i]`` falls in under row ``i`` of ``cumulative`` (or its one row):
+    ``searchsorted(side="right")``, capped at the last answer."""
+    found = (cumulative <= u[:, None]).sum(axis=1)
+    return np.minimum(found, cumulative.shape[1] - 1)
 
 
 def plan(answers: Answers, imputation: dict[str, Any], reference: SurveyReference) -> Plan:
@@ -354,35 +386,47 @@ def plan(answers: Answers, imputation: dict[str, Any], reference: SurveyReferenc
 
 
 # ------------------------------------------------------------------------------------ the numbers
-def risk_age(probability: float, healthy_by_age: np.ndarray) -> RiskAge:
-    """Where the healthy profile's risk curve (made non-decreasing) reaches ``probability``."""
-    curve = np.maximum.accumulate(np.asarray(healthy_by_age, dtype=float))
+def risk_age(probability: float, healthy_by_age: np.ndarray | Sequence[float]) -> RiskAge:
+    """Where the healthy profile's risk curve (made non-decreasing) reaches ``probability``.
+
+    Plain Python on the 13 numbers: numpy's set-up cost more than the arithmetic."""
+    healthy = [float(v) for v in healthy_by_age]
+    curve = list(itertools.accumulate(healthy, max))
     capped: Literal["younger", "older"] | None = None
     if probability < curve[0]:
         position, capped = 0.0, "younger"
     elif probability > curve[-1]:
         position, capped = float(len(curve) - 1), "older"
     else:
-        upper = int(np.searchsorted(curve, probability, side="left"))
+        upper = bisect.bisect_left(curve, probability)
         if upper == 0 or curve[upper] == curve[upper - 1]:
             position = float(upper)
         else:
             lower = upper - 1
             position = lower + (probability - curve[lower]) / (curve[upper] - curve[lower])
-    years = float(np.interp(position, np.arange(len(AGE_YEARS)), AGE_YEARS))
-    group = AGE.values[int(np.searchsorted(AGE_YEARS, years + 1e-9, side="right")) - 1]
-    return RiskAge(years=round(years, 1), age_group=group, capped=capped,
-                   healthy_by_age=[float(v) for v in healthy_by_age])
+    years = _interpolate(AGE_YEARS_LIST, position)
+    group = AGE.values[bisect.bisect_right(AGE_YEARS_LIST, years + 1e-9) - 1]
+    return RiskAge(years=round(years, 1), age_group=group, capped=capped, healthy_by_age=healthy)
 
 
-def finish(p: Plan, margins: np.ndarray, curve: np.ndarray, calibration: Calibration,
+def _interpolate(values: Sequence[float], position: float) -> float:
+    """``values`` read at a fractional index (np.interp on 0, 1, 2, ...; ends held)."""
+    if position <= 0:
+        return float(values[0])
+    last = len(values) - 1
+    if position >= last:
+        return float(values[last])
+    i = int(position)
+    return (values[i + 1] - values[i]) * (position - i) + values[i]
+
+
+def finish(p: Plan, margins: np.ndarray, healthy: list[float], calibration: Calibration,
            reference: SurveyReference) -> RiskContext:
-    """The context of one planned person from the margins of its rows and of its healthy curve."""
+    """The context of one planned person from the margins of its rows and its healthy curve's risks."""
     log_odds = calibration(margins)
     risks = sigmoid(log_odds)
     probability = float(risks[0])
-    healthy = sigmoid(calibration(curve))
-    peer = float(healthy[p.peer_index])
+    peer = healthy[p.peer_index]
     changed = risks[1:1 + len(p.what_if)]  # the rows after the person's own
     what_if = [
         WhatIf(feature=name, question=BY_NAME[name].question, answer=p.answers[name], healthier=value,
@@ -392,7 +436,7 @@ def finish(p: Plan, margins: np.ndarray, curve: np.ndarray, calibration: Calibra
     what_if.sort(key=lambda w: -w.difference)
     drawn = log_odds[1 + len(p.what_if):] if p.draws else log_odds[:1]
     spread = np.sort(refit_risks(reference.calibration_refits, drawn).ravel())
-    low, high = (float(np.interp(q / 100 * (len(spread) - 1), np.arange(len(spread)), spread))
+    low, high = (_interpolate(spread, q / 100 * (len(spread) - 1))
                  for q in RANGE)  # np.percentile's linear rule, without its set-up cost
     low, high = min(float(low), probability), max(float(high), probability)
     percentile, group = reference.percentile(probability, p.answers["sex"], p.answers["age_category"])
@@ -420,13 +464,23 @@ def contexts(people: Sequence[Answers], margins: Margins, calibration: Calibrati
              curves: HealthyCurves | None = None) -> list[RiskContext]:
     """The context of each person; all their rows are scored in one call of ``margins``, and the
     healthy curves not yet in ``curves`` (a fresh :class:`HealthyCurves` when None) in one each."""
+    return contexts_and_rows(people, margins, calibration, imputation, reference, curves)[0]
+
+
+def contexts_and_rows(people: Sequence[Answers], margins: Margins, calibration: Calibration,
+                      imputation: dict[str, Any], reference: SurveyReference,
+                      curves: HealthyCurves | None = None) -> tuple[list[RiskContext], list[int]]:
+    """:func:`contexts`, and where each person's own answers sit among the rows given to
+    ``margins``: the web's scorer explains those rows instead of encoding the person again."""
     curves = curves or HealthyCurves(margins)
     plans = [plan(a, imputation, reference) for a in people]
     columns = (plans[0].columns if len(plans) == 1  # a request: no copy
                else {name: [v for p in plans for v in p.columns[name]] for name in FEATURE_NAMES})
     scored = np.asarray(margins(columns, sum(p.size for p in plans)), dtype=float)
-    out, start = [], 0
+    out, starts, start = [], [], 0
     for p in plans:
-        out.append(finish(p, scored[start:start + p.size], curves(p.curve), calibration, reference))
+        out.append(finish(p, scored[start:start + p.size], curves.risks(p.curve, calibration), calibration,
+                          reference))
+        starts.append(start)
         start += p.size
-    return out
+    return out, starts

@@ -23,6 +23,8 @@ people.
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -42,7 +44,7 @@ PERCENTILES = np.arange(1, 100, dtype=float)
 NUMBER_LEVELS = np.linspace(0.02, 0.98, 49)
 #: Bootstrap refits of the calibration stored with the model.
 CALIBRATION_REFITS = 16
-#: Normal scores a reference remembers before it forgets them all (about 10 MB).
+#: Normal scores of numbers a reference remembers before it forgets them all (a few MB).
 _MAX_REMEMBERED = 50_000
 
 SEX = feature("sex")
@@ -51,6 +53,23 @@ AGE = feature("age_category")
 #: order, so a correlation of its scores would mean nothing.
 COPULA_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES
                                          if f.name not in ("sex", "age_category", "race"))
+
+
+#: Every (sex, age group) a draw can be in, Unknown (None) last: the rows of
+#: :meth:`SurveyReference.table`; a group's row is :func:`group_ids`.
+GROUPS: tuple[tuple[str | None, str | None], ...] = tuple(
+    (sex, age) for sex in (*SEX.values, None) for age in (*AGE.values, None))
+
+
+def group_ids(sexes: np.ndarray, ages: np.ndarray) -> np.ndarray:
+    """The :data:`GROUPS` row of each (sex, age); answer indices, -1 for Unknown."""
+    ages = np.where(ages < 0, len(AGE.values), ages)
+    return np.where(sexes < 0, len(SEX.values), sexes) * (len(AGE.values) + 1) + ages
+
+
+def group_row(sex: int, age: int) -> int:
+    """:func:`group_ids` of one (sex, age) answered by both (answer indices)."""
+    return sex * (len(AGE.values) + 1) + age
 
 
 def cell_key(sex: str | None, age: str | None) -> str:
@@ -103,17 +122,36 @@ class SurveyReference:
             resolved[(sex, age)] = found
         return found
 
-    def score(self, sex: Any, age: Any, name: str, value: Any) -> float:
-        """:func:`normal_score` of one known answer in the (sex, age) group, remembered: a request
-        with Unknown sex or age asks it for every known answer in up to 26 groups, and the same
-        answers come back request after request (0.65 ms of a request's CPU before, cProfile)."""
-        scores: dict[tuple[Any, Any, str, Any], float] = self.__dict__.setdefault("_scores", {})
-        key = (sex, age, name, value)
-        found = scores.get(key)
+    # -------------------------------------------------------------- every group at once
+    # A person whose sex or age group is Unknown has draws in up to 16 (sex, age) groups; one
+    # request's draws are worked out for all their groups together, as rows of these tables (the
+    # group's row of a feature is its distribution), instead of group by group: with several
+    # groups that loop was the dearest part of the context (docs/web.md#speed, session 7).
+    def table(self, name: str) -> np.ndarray:
+        """One row per group (:data:`GROUPS`): the feature's cumulative shares (answers) or its
+        quantiles (numbers) in the narrowest cell that has it. Made once per feature."""
+        tables: dict[str, np.ndarray] = self.__dict__.setdefault("_tables", {})
+        found = tables.get(name)
         if found is None:
-            if len(scores) >= _MAX_REMEMBERED:  # numbers (BMI) make keys without end: start again
-                scores.clear()
-            found = scores[key] = normal_score(feature(name), self.group(sex, age)[name], value)
+            numeric = feature(name).is_numeric
+            rows = [self.group(sex, age)[name] for sex, age in GROUPS]
+            found = tables[name] = np.array(rows if numeric else [np.cumsum(r) for r in rows])
+        return found
+
+    def scores(self, names: Sequence[str], answers: dict[str, Any], groups: Sequence[int]) -> np.ndarray:
+        """:func:`normal_score` of the known answers ``names`` (columns) in ``groups`` (rows)."""
+        return np.array([[self._score(g, n, answers[n]) for n in names] for g in groups])
+
+    def _score(self, group: int, name: str, value: Any) -> float:
+        """One normal score, remembered: the same answers in the same groups come back request
+        after request (0.65 ms of a request's CPU before they were, cProfile)."""
+        remembered: dict[tuple[int, str, Any], float] = self.__dict__.setdefault("_scores", {})
+        key = (group, name, value)
+        found = remembered.get(key)
+        if found is None:
+            if len(remembered) >= _MAX_REMEMBERED:  # numbers (BMI) make keys without end: start again
+                remembered.clear()
+            found = remembered[key] = normal_score(feature(name), self.group(*GROUPS[group])[name], value)
         return found
 
     @property
@@ -124,16 +162,31 @@ class SurveyReference:
             cached = self.__dict__["_correlation"] = np.asarray(self.answer_correlation, dtype=float)
         return cached
 
+    def _percentile_grid(self, sex: str | None, age: str | None) -> tuple[str, list[float]]:
+        """The narrowest stored cell of (sex, age) and its percentiles, found once each (a list:
+        one person's lookup is cheaper in plain Python than in numpy)."""
+        grids: dict[tuple[Any, Any], tuple[str, list[float]]] = self.__dict__.setdefault("_grids", {})
+        found = grids.get((sex, age))
+        if found is None:
+            key = next(k for k in cells_for(sex, age) if k in self.risk_percentiles)
+            found = grids[(sex, age)] = key, [float(v) for v in self.risk_percentiles[key]]
+        return found
+
     def percentile(self, risk: float, sex: str | None, age: str | None) -> tuple[float, str]:
         """Where ``risk`` stands in the narrowest stored cell of the person: (0..100, cell key)."""
-        key = next(k for k in cells_for(sex, age) if k in self.risk_percentiles)
-        grid = np.asarray(self.risk_percentiles[key])
-        first, last = np.searchsorted(grid, risk, "left"), np.searchsorted(grid, risk, "right")
+        key, grid = self._percentile_grid(sex, age)
+        first, last = bisect.bisect_left(grid, risk), bisect.bisect_right(grid, risk)
         if last > first:  # tied levels (many people share the lowest risks): their middle
             value = float(PERCENTILES[first:last].mean())
-        else:  # between two levels (0 below the 1st, 100 above the 99th)
-            value = float(np.interp(risk, grid, PERCENTILES, left=0.0, right=100.0))
-        return float(np.clip(value, 0.0, 100.0)), key
+        elif first == 0:  # below the 1st
+            value = 0.0
+        elif first == len(grid):  # above the 99th
+            value = 100.0
+        else:  # between two levels: np.interp's rule
+            low, high = grid[first - 1], grid[first]
+            below, above = PERCENTILES[first - 1], PERCENTILES[first]
+            value = (above - below) / (high - low) * (risk - low) + below
+        return min(max(float(value), 0.0), 100.0), key
 
 
 def build_reference(model: RiskModel, X: pd.DataFrame, X_holdout: pd.DataFrame, y_holdout: np.ndarray,

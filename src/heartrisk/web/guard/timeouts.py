@@ -20,6 +20,8 @@ import asyncio
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from heartrisk.web.coalesced_writes import CoalescedWrites
+
 
 class DeadlineH11Protocol(H11Protocol):
     """uvicorn's h11 protocol with a read deadline per request (:func:`with_request_deadline`)."""
@@ -28,7 +30,7 @@ class DeadlineH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._deadline: asyncio.TimerHandle | None = None
-        super().connection_made(transport)
+        super().connection_made(CoalescedWrites(transport, self.loop))  # type: ignore[arg-type]
         # A connection that never sends a byte is timed from its opening: 19,980 silent ones stayed
         # open, the server ran out of file descriptors and asyncio logged 234 MB about it in 45 s.
         self._time_the_request()

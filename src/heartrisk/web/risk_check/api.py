@@ -68,16 +68,6 @@ async def models(request: Request) -> ModelCache:
     return request.app.state.models
 
 
-async def serving_profile(request: Request) -> ServingProfile | None:
-    """The app's serving profile (counts of what was asked; None in an app built without one)."""
-    return getattr(request.app.state, "profile", None)
-
-
-async def scoring_slots(request: Request) -> anyio.CapacityLimiter | None:
-    """How many dear predictions may run at once (one per core; None: the shared thread pool)."""
-    return getattr(request.app.state, "scoring_slots", None)
-
-
 async def submission_writer(request: Request) -> SubmissionWriter:
     return request.app.state.submissions
 
@@ -91,9 +81,7 @@ async def served_model(cache: Annotated[ModelCache, Depends(models)]) -> Scorer:
              summary="A person's risk, why, and what was assumed for the Unknowns")
 async def predict(
     body: Answers,  # type: ignore[valid-type]
-    cache: Annotated[ModelCache, Depends(models)],
-    profile: Annotated[ServingProfile | None, Depends(serving_profile)],
-    slots: Annotated[anyio.CapacityLimiter | None, Depends(scoring_slots)],
+    request: Request,
     explain: Annotated[bool, Query(description="include per-question SHAP contributions")] = True,
     context: Annotated[bool, Query(description="include the risk in context (picture, healthy peer, "
                                                "percentile, risk age, what-if, range)")] = True,
@@ -103,11 +91,16 @@ async def predict(
     # runs in the thread pool so it never holds up the event loop. No more of them run at once
     # than there are cores: eight threads passing the GIL among themselves cost CPU and stretch
     # every request (bench/serve.py); the others wait their turn on the loop.
-    scorer = cache.get()
+    # The app's parts are read from its state here rather than as FastAPI dependencies: the three
+    # dependencies cost about 0.03 ms of this route's ~1.2 ms of server CPU (docs/web.md#speed).
+    state = request.app.state
+    scorer = state.models.get()
+    profile: ServingProfile | None = getattr(state, "profile", None)
     rows = [answers_dict(body)]
     if scorer.cheap(explain, context):
         result = score(scorer, rows, explain, context, profile)[0]
     else:
+        slots: anyio.CapacityLimiter | None = getattr(state, "scoring_slots", None)
         result = (await anyio.to_thread.run_sync(score, scorer, rows, explain, context, profile,
                                                  limiter=slots))[0]
     # Built from our own model: serialised directly instead of being validated once more.

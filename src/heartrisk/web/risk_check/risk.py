@@ -17,13 +17,15 @@ from heartrisk.web.risk_check.scorer import Scorer
 def score(scorer: Scorer, rows: list[dict[str, Any]], with_explanations: bool = True,
           with_context: bool = True, profile: ServingProfile | None = None) -> list[Prediction]:
     """Risk, band, decision, explanation, imputed values and (if asked) the risk in context for
-    each row of answers. The context's extra rows are scored in one more call of the model (and a
-    healthy curve not yet kept for the person's sex and race in one more).
+    each row of answers. The person's rows and the context's are scored in one call of the model
+    (and a healthy curve not yet kept for the person's sex and race in one more).
 
     With a ``profile``, each row answered is counted in the serving profile (aggregates only)."""
     model = scorer.loaded
-    scored = scorer.score(rows, with_explanations)
-    found = scorer.contexts(rows) if with_context else None
+    if with_context:
+        scored, found = scorer.score_in_context(rows, with_explanations)
+    else:
+        scored, found = scorer.score(rows, with_explanations), None
     results = []
     for i, row in enumerate(rows):
         p = float(scored.probabilities[i])
