@@ -318,6 +318,7 @@ def test_a_pool_broken_by_ctrl_c_is_interrupted_and_a_broken_pool_alone_a_failur
             scheduler.shutdown(wait_s=5)
     job = JobState(settings).job("train")
     assert job["last_outcome"] == outcome and int(job.get("failures", 0)) == (0 if stopping else 1)
+    assert int(job.get("runs", 0)) == (0 if stopping else 1)  # an interrupted run is not counted
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("train: ")]
     if stopping:
         assert any("runs again at the next start" in m for m in said)

@@ -78,6 +78,22 @@ def test_a_head_alone_leaves_after_the_step_and_close_sends_what_is_held() -> No
     assert closing == [b"bye"] and closed
 
 
+def test_a_large_body_is_not_held_past_the_high_water_mark() -> None:
+    """A body streamed in one step must reach the transport (and its flow control) as it goes."""
+    async def main() -> tuple[list[int], int]:
+        real = Recorder()
+        transport = CoalescedWrites(real, asyncio.get_running_loop())  # type: ignore[arg-type]
+        transport.write(b"head")
+        for _ in range(3):
+            transport.write(b"x" * 40_000)
+        held = transport.get_write_buffer_size()
+        await step()
+        return [len(w) for w in real.writes], held
+
+    sizes, held = asyncio.run(main())
+    assert sizes == [80_004, 40_000] and held == 40_000
+
+
 def test_nothing_is_written_to_a_closed_connection() -> None:
     async def main() -> list[bytes]:
         real = Recorder()

@@ -3,19 +3,19 @@
 :func:`heartrisk.model.context.draw_unknowns` draws each Unknown's normal score given the known
 answers (:class:`heartrisk.model.context._Conditional`) and reads the answer off the distribution of
 the draw's (sex, age) group. Done with numpy, feature by feature, that was some 25 calls of a few µs
-each for a request's 16 draws (0.05 ms in-process with one group, 0.11 ms when sex or age group was
-Unknown); here it is one call. The arithmetic is numpy's: ``scipy.special.ndtr`` (written with the C
-library's erf/erfc, as scipy does), ``np.searchsorted(side="right")`` on cumulative shares, and
-``np.interp`` on a number's quantiles, then clipped to the question's range and rounded if whole.
+each for a request's 16 draws; here it is one call of scipy's ``ndtr`` and one compiled loop. The
+loop's arithmetic is numpy's: ``np.searchsorted(side="right")`` on cumulative shares and ``np.interp``
+on a number's quantiles, then clipped to the question's range and rounded if whole (tests hold it
+to numpy's own functions, value for value).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
+from scipy.special import ndtr
 
 from heartrisk.features import BY_NAME
 from heartrisk.model.reference import COPULA_FEATURES, GROUPS, NUMBER_LEVELS, SurveyReference
@@ -63,20 +63,11 @@ class CopulaTables:
              at: np.ndarray) -> np.ndarray:
         """Answers of draws whose normal scores are ``shift[d] + mean[at[d]]``, draw ``d`` in group
         ``cells[at[d]]``; column ``c`` is copula feature ``features[c]``: an answer's index, or the
-        number itself."""
+        number itself. The scores become levels by scipy's own ``ndtr``, in one call (numba's erf
+        differs from scipy's in the last bit, which could move an answer across a boundary)."""
+        levels = ndtr(shift + mean[at])
         return _draw(self.tables, self.lengths, self.numeric, self.low, self.high, self.whole, features,
-                     shift, mean, cells, at, NUMBER_LEVELS)
-
-
-@njit(cache=True, nogil=True)
-def _ndtr(x: float) -> float:
-    """``scipy.special.ndtr``: the standard normal's cumulative distribution at ``x``."""
-    s = x * 0.7071067811865476
-    z = abs(s)
-    if z < 0.7071067811865476:
-        return 0.5 + 0.5 * math.erf(s)
-    y = 0.5 * math.erfc(z)
-    return 1.0 - y if s > 0 else y
+                     levels, cells, at, NUMBER_LEVELS)
 
 
 @njit(cache=True, nogil=True)
@@ -97,13 +88,13 @@ def _interp(u: float, grid: np.ndarray, values: np.ndarray) -> float:
 
 
 @njit(cache=True, nogil=True)
-def _draw(tables, lengths, numeric, low, high, whole, features, shift, mean, cells, at, grid):
-    out = np.empty(shift.shape)
-    for d in range(shift.shape[0]):
+def _draw(tables, lengths, numeric, low, high, whole, features, levels, cells, at, grid):
+    out = np.empty(levels.shape)
+    for d in range(levels.shape[0]):
         g = cells[at[d]]
-        for c in range(shift.shape[1]):
+        for c in range(levels.shape[1]):
             f = features[c]
-            u = _ndtr(shift[d, c] + mean[at[d], c])
+            u = levels[d, c]
             row = tables[f, g]
             if numeric[f]:
                 value = min(max(_interp(u, grid, row), low[f]), high[f])

@@ -97,6 +97,8 @@ class CompiledTrees:
         return self._near(X, first), first, self.expected_value
 
     def _near(self, X: np.ndarray, first: np.ndarray | None) -> np.ndarray:
+        if X.shape[1] != self.n_features:  # the kernel indexes its column lists by X's columns
+            raise ValueError(f"rows have {X.shape[1]} columns; the booster was fitted on {self.n_features}")
         splits_at, splits, tree_of = self.column_splits
         t = self.tables
         return _margin_near(X, self.roots, self.feature, self.threshold, self.default_left, self.missing,

@@ -11,6 +11,7 @@ a run missed while the system was down, or cut short, runs once at the next star
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -59,6 +60,13 @@ class Job:
     run_at_start: Callable[[], bool] | None = None
     description: str = ""
     finished_since: Callable[[datetime], bool] | None = None
+
+
+def _not_failed(data: dict[str, Any], name: str) -> None:
+    """Record as interrupted a run the job lock recorded as failed (undo its failure and run counts)."""
+    job = data["jobs"].setdefault(name, {})
+    job.update(last_outcome="interrupted", last_error="stopped before the end of the run",
+               failures=max(0, int(job.get("failures", 1)) - 1), runs=max(0, int(job.get("runs", 1)) - 1))
 
 
 @dataclass
@@ -190,9 +198,7 @@ class JobScheduler:
             # pool is reported broken. Followed by a stop, it was the interrupt (the lock recorded a
             # failure: put right); otherwise a worker really died, and it is a failure.
             if self._stopping.wait(INTERRUPT_WAIT_S):
-                self.state.update_job(name, last_outcome="interrupted",
-                                      last_error="stopped before the end of the run",
-                                      failures=max(0, int(self.state.job(name).get("failures", 1)) - 1))
+                self.state.update(functools.partial(_not_failed, name=name))
                 self._interrupted(name, attempt, time.monotonic() - started)
             else:
                 self._failed(name, attempt, started, exc)

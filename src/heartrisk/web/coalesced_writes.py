@@ -6,13 +6,17 @@ answer. :class:`CoalescedWrites` stands in for the connection's transport and ho
 until the next one, or until the event loop's current step ends (``call_soon``), so a response sent
 in one step (every JSON answer) leaves in one system call, while a streamed one (the form's event
 stream) still has its head sent at once. Everything but ``write`` is the real transport's; closing
-sends what is held first.
+sends what is held first, and more than :data:`HOLD_AT_MOST` bytes are not held.
 """
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
+
+#: Bytes held back at most: beyond it they are written at once, so uvicorn's flow control (which
+#: pauses a sender past the transport's high-water mark, 64 KiB) sees a large body as before.
+HOLD_AT_MOST = 64 * 1024
 
 
 class CoalescedWrites:
@@ -22,6 +26,7 @@ class CoalescedWrites:
         self._transport = transport
         self._loop = loop
         self._held: list[bytes] = []
+        self._size = 0
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not data:
@@ -29,6 +34,9 @@ class CoalescedWrites:
         if not self._held:
             self._loop.call_soon(self.flush)
         self._held.append(bytes(data))
+        self._size += len(data)
+        if self._size >= HOLD_AT_MOST:  # a large body sent in one step: let flow control see it now
+            self.flush()
 
     def flush(self) -> None:
         """Send what is held (a no-op once sent, or on a closed connection)."""
@@ -36,6 +44,7 @@ class CoalescedWrites:
             return
         data = b"".join(self._held)
         self._held.clear()
+        self._size = 0
         if not self._transport.is_closing():
             self._transport.write(data)
 
@@ -52,7 +61,7 @@ class CoalescedWrites:
         self._transport.write_eof()
 
     def get_write_buffer_size(self) -> int:
-        return self._transport.get_write_buffer_size() + sum(len(chunk) for chunk in self._held)
+        return self._transport.get_write_buffer_size() + self._size
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)

@@ -264,6 +264,9 @@ class Scorer:
         self.model = loaded.model
         self._scale_step = self.model.pipeline.named_steps["scale"]
         self.imputation = loaded.imputation()
+        #: Read once: an older version's calibration is rebuilt on every access of the model's property,
+        #: and the healthy curves keep their risks per calibration object.
+        self.calibration = self.model.calibration
         #: The version's survey aggregates (issue 17), read once per version; None for older versions.
         self.reference = loaded.reference
         self.encoder = self._checked_encoder()
@@ -380,7 +383,7 @@ class Scorer:
         was trained before it stored a survey reference."""
         if self.reference is None:
             return None
-        return contexts(rows, self.margins, self.model.calibration, self.imputation, self.reference,
+        return contexts(rows, self.margins, self.calibration, self.imputation, self.reference,
                         self.curves)
 
     def score(self, rows: list[dict[str, Any]], with_explanations: bool = True) -> Scored:
@@ -409,7 +412,7 @@ class Scorer:
             batch["margin"] = found
             return found
 
-        found, starts = contexts_and_rows(rows, margins, self.model.calibration, self.imputation,
+        found, starts = contexts_and_rows(rows, margins, self.calibration, self.imputation,
                                           self.reference, self.curves)
         scored = self._scored(batch["Xt"][starts], batch["margin"][starts], with_explanations,
                               batch.get("explained"))
@@ -417,7 +420,7 @@ class Scorer:
 
     def _scored(self, Xt: np.ndarray, margin: np.ndarray, with_explanations: bool,
                 explained: tuple[np.ndarray, float] | None = None) -> Scored:
-        probabilities = sigmoid(self.model.calibration(margin))
+        probabilities = sigmoid(self.calibration(margin))
         if not with_explanations:
             return Scored(probabilities)
         values, base = explained or self.path.contributions(Xt)
