@@ -435,7 +435,7 @@ def finish(p: Plan, margins: np.ndarray, healthy: list[float], calibration: Cali
     ]
     what_if.sort(key=lambda w: -w.difference)
     drawn = log_odds[1 + len(p.what_if):] if p.draws else log_odds[:1]
-    spread = np.sort(refit_risks(reference.calibration_refits, drawn).ravel())
+    spread = np.sort(refit_risks(reference.refit_pairs, drawn).ravel())
     low, high = (_interpolate(spread, q / 100 * (len(spread) - 1))
                  for q in RANGE)  # np.percentile's linear rule, without its set-up cost
     low, high = min(float(low), probability), max(float(high), probability)

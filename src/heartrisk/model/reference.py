@@ -155,6 +155,14 @@ class SurveyReference:
         return found
 
     @property
+    def refit_pairs(self) -> np.ndarray:
+        """:attr:`calibration_refits` as a (refits, 2) array (made once: every request needs it)."""
+        cached = self.__dict__.get("_refit_pairs")
+        if cached is None:
+            cached = self.__dict__["_refit_pairs"] = np.asarray(self.calibration_refits, dtype=float)
+        return cached
+
+    @property
     def correlation(self) -> np.ndarray:
         """:attr:`answer_correlation` as an array (made once)."""
         cached = self.__dict__.get("_correlation")
