@@ -76,8 +76,13 @@ def erased_stamp() -> str:
 
 
 def mark_erased(mlflow_client: Any, model_name: str, versions: Iterable[str]) -> None:
-    """Tag each version as having learned from an erased row (the tag says when; never which row)."""
+    """Tag each version as having learned from an erased row (the tag says when; never which row).
+
+    A version already marked keeps its tag: it says when the version was first marked (a later
+    forget, or forget's second reach after a training run marked its own version, changes nothing)."""
     for version in versions:
+        if ERASED_TAG in (mlflow_client.get_model_version(model_name, str(version)).tags or {}):
+            continue
         mlflow_client.set_model_version_tag(model_name, str(version), ERASED_TAG, erased_stamp())
 
 

@@ -98,3 +98,19 @@ def test_an_insert_into_a_table_missing_a_file_says_so(ingested: Settings, lost_
     message = str(info.value)
     assert "won the race" not in message and "\n" not in message
     assert lost_file in message and "heartrisk doctor" in message
+
+
+def test_doctor_reports_a_table_whose_files_it_cannot_even_list(ingested: Settings) -> None:
+    """A table that asks for a reader feature delta-rs cannot read (deletion vectors, turned on by
+    another engine): neither its rows nor its list of files can be read. Before: the list, asked for
+    inside the report of the first failure, failed again and `doctor` ended in a traceback."""
+    from deltalake import DeltaTable
+    from deltalake.table import TableFeatures
+
+    DeltaTable(open_group(ingested, HEART).uri).alter.add_feature(
+        TableFeatures.DeletionVectors, allow_protocol_versions_increase=True)
+    code, output = heartrisk(ingested, "doctor")
+    assert code == 1, output
+    text = unwrapped(output)
+    assert "heart_v1: its rows cannot be read (DeltaProtocolError" in text
+    assert "restore the damaged file from a backup" in text

@@ -4,16 +4,19 @@ registry).
 `forget` marks the registered versions that learned from the row (its first reach), then deletes the
 row and purges the history. A training run on another machine that read ``heart`` before the delete
 but registers after that first reach learned from the row and was never marked: it could even be
-champion. Each race is made to happen every time here by letting machine B's real forget run at the
-exact moment (a wrapped function of A's run, or of B's forget)."""
+champion. And forget purges heart on every run: a run whose training side holds no erased row must not
+be held back by it. Each race is made to happen every time here by letting machine B's real forget
+run at the exact moment (a wrapped function of A's run, or of B's forget)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -40,7 +43,7 @@ from heartrisk.tracking import client as registry_client
 #: The smallest search that still trains, refits and registers (a few seconds).
 TINY = TrainSettings.for_quick(families=("logreg",), treatments=("none",), max_train_rows=400,
                                search_rows=400, bootstrap=20, shap_rows=50, coverage_records=20)
-HELD_BACK = "a `forget` purged heart's history while this model trained"
+HELD_BACK = "a `forget` erased a row this model may have learned from while it trained"
 
 
 def machines(tmp_path: Path, **a_settings: Any) -> tuple[Settings, Settings]:
@@ -54,17 +57,28 @@ def with_shared_rows(settings: Settings, sample_csv: Path, count: int = 8) -> li
     ``heart`` as the daily merge stores them; returns the submission ids of those on the training
     side of the split by answers (the ones a model learns from)."""
     ingest(settings, sample_csv)
-    heart = open_group(settings, HEART)
-    users = heart.read().head(count).reset_index(drop=True)
-    shared = pd.concat([submission_row(settings, row[list(FEATURE_NAMES)].to_dict(), bool(row[LABEL.name]))
-                        for _, row in users.iterrows()], ignore_index=True)
-    insert_submissions(settings, shared)
-    ids = list(shared["submission_id"])
+    ids, users = shared(settings, open_group(settings, HEART).read().head(count))
+    return [i for i, kept in zip(ids, ~on_test_side(users), strict=True) if kept]
+
+
+def shared(settings: Settings, answers: pd.DataFrame, merged: bool = True) -> tuple[list[str], pd.DataFrame]:
+    """Share ``answers`` (rows of ``heart``) as submissions, merged into ``heart`` unless ``merged``
+    is False (then pending); returns their ids and their ``heart`` rows."""
+    users = answers.reset_index(drop=True)
+    rows = pd.concat([submission_row(settings, row[list(FEATURE_NAMES)].to_dict(), bool(row[LABEL.name]))
+                      for _, row in users.iterrows()], ignore_index=True)
+    insert_submissions(settings, rows)
+    ids = list(rows["submission_id"])
     users["record_id"] = [f"user:{i}" for i in ids]
     users["source"] = "user"
-    heart.insert(users)
-    trained_on = hash_fraction(profile_key(users[list(FEATURE_NAMES)]), TINY.seed) >= TINY.test_size
-    return [i for i, kept in zip(ids, trained_on, strict=True) if kept]
+    if merged:
+        open_group(settings, HEART).insert(users)
+    return ids, users
+
+
+def on_test_side(rows: pd.DataFrame) -> np.ndarray:
+    """Where :data:`TINY`'s split by answers puts each row."""
+    return hash_fraction(profile_key(rows[list(FEATURE_NAMES)]), TINY.seed) < TINY.test_size
 
 
 def tags_of(settings: Settings, model: str, version: str) -> dict[str, str]:
@@ -120,6 +134,43 @@ def test_a_model_that_read_a_row_forgotten_before_it_registered_is_marked_and_ne
     assert not again.models.any and tags_of(a, MODEL_NAME, result.version) == tags
 
 
+def test_a_model_checked_between_forgets_delete_and_its_purge_is_marked_and_never_champion(
+        tmp_path: Path, sample_csv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """B's forget has deleted the row from heart and not yet purged it while A registers, checks
+    and promotes. The attack helper found this: the check looked for rows only after a purge, so A's
+    version became champion unmarked (1 of 7 CLI races; every time with the purge held)."""
+    a, b = machines(tmp_path)
+    victim = with_shared_rows(a, sample_csv)[0]
+    deleted, go_on = threading.Event(), threading.Event()
+    purge = FeatureGroup._purge
+
+    def held_purge(self: FeatureGroup) -> Any:
+        if self.spec.table_name == HEART.table_name and threading.current_thread().name == "B":
+            deleted.set()
+            go_on.wait(60)
+        return purge(self)
+
+    monkeypatch.setattr(FeatureGroup, "_purge", held_purge)
+    raced: dict[str, Any] = {}
+    machine_b = threading.Thread(target=lambda: raced.setdefault("forget", forget(b, victim)), name="B")
+    register = train_job.register_model
+
+    def after_the_delete(*args: Any, **kwargs: Any) -> Any:
+        machine_b.start()
+        assert deleted.wait(60)  # B deleted heart's row; its purge waits
+        return register(*args, **kwargs)
+
+    monkeypatch.setattr(train_job, "register_model", after_the_delete)
+    try:
+        result = train(a, TINY)
+    finally:
+        go_on.set()
+        machine_b.join(60)
+    assert raced["forget"].removed["heart_v1"] == 1
+    assert ERASED_TAG in tags_of(a, MODEL_NAME, result.version)
+    assert not result.promoted and champion_version(a) is None and HELD_BACK in result.decision
+
+
 def test_forget_marks_a_version_registered_between_its_first_reach_and_its_purge(
         tmp_path: Path, sample_csv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Before: version 2 (trained on the row while forget was already past its first reach) stayed
@@ -143,9 +194,10 @@ def test_forget_marks_a_version_registered_between_its_first_reach_and_its_purge
     assert result.models.classifiers == ("1", "2")
     assert ERASED_TAG in tags_of(a, MODEL_NAME, "2")
     assert tags_of(a, MODEL_NAME, "1")[ERASED_TAG] == first_mark[0]  # marked once, not stamped again
-    if champion_version(a) == "2":
-        assert result.models.champion_classifier == "2"
-        assert "champion classifier v2 is replaced" in result.message
+    # v2 (same rows, same recipe) passed the gate over the marked champion v1; the second reach
+    # found it champion
+    assert champion_version(a) == "2" and result.models.champion_classifier == "2"
+    assert "champion classifier v2 is replaced" in result.message
 
 
 def test_forget_does_not_mark_a_version_that_read_heart_after_its_purge(
@@ -204,3 +256,99 @@ def test_a_synthesizer_fitted_without_user_rows_is_not_held_back_by_a_forget(
     assert tags["lineage_user_rows"] == "0" and ERASED_TAG not in tags
     assert HELD_BACK not in result.decision
     assert result.promoted == (synth_champion(a) == result.version)
+
+
+@pytest.mark.parametrize(("kind", "moment"), [("a pending submission", "after the read"),
+                                              ("a row on the test side", "before registering")])
+def test_a_forget_of_a_row_the_model_did_not_train_on_does_not_hold_it_back(
+        kind: str, moment: str, tmp_path: Path, sample_csv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`forget` purges heart on every run, also for a submission never merged or a row on the test
+    side. Before: A's version (which read user rows, none of them erased) was held back and marked
+    for good all the same, never champion."""
+    a, b = machines(tmp_path)
+    with_shared_rows(a, sample_csv)  # A learns from user rows
+    kaggle = open_group(a, HEART).read(sources=["kaggle"])
+    if kind == "a pending submission":
+        (other,), _ = shared(a, kaggle.head(1), merged=False)
+    else:
+        (other,), _ = shared(a, kaggle[on_test_side(kaggle)].head(1))
+    raced: list[Any] = []
+    if moment == "after the read":
+        monkeypatch.setattr(train_job, "read_heart", forget_after(b, other, train_job.read_heart, raced))
+    else:
+        monkeypatch.setattr(train_job, "register_model",
+                            forget_first(b, other, train_job.register_model, raced))
+    result = train(a, TINY)
+    assert len(raced) == 1 and raced[0].removed["heart_v1"] == (kind == "a row on the test side")
+    assert raced[0].removed["heart_user_v1"] == 1 and not raced[0].models.any
+    tags = tags_of(a, MODEL_NAME, result.version)
+    assert int(tags["lineage_user_rows"]) >= 1 and ERASED_TAG not in tags
+    assert HELD_BACK not in result.decision
+    assert result.promoted and champion_version(a) == result.version  # no champion yet: the gate promotes
+
+
+def test_a_forget_of_a_pending_submission_does_not_hold_back_a_synthesizer(
+        tmp_path: Path, sample_csv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same for `synth train` (submissions consented to, so the fit reads user rows). Before: held
+    back and marked."""
+    a, b = machines(tmp_path, synth_submissions_from=datetime(2000, 1, 1, tzinfo=UTC))
+    with_shared_rows(a, sample_csv)
+    (pending,), _ = shared(a, open_group(a, HEART).read(sources=["kaggle"]).head(1), merged=False)
+    raced: list[Any] = []
+    monkeypatch.setattr(synth_job, "register_synthesizer",
+                        forget_first(b, pending, synth_job.register_synthesizer, raced))
+    result = train_synthesizer(a, SynthSettings.quick(epochs=1), show_progress=False)
+    assert len(raced) == 1 and raced[0].removed["heart_user_v1"] == 1 and not raced[0].models.any
+    tags = tags_of(a, REGISTERED_MODEL, result.version)
+    assert int(tags["lineage_user_rows"]) >= 1 and ERASED_TAG not in tags
+    assert HELD_BACK not in result.decision
+    assert result.promoted == result.decision.startswith("promoted") == (synth_champion(a) == result.version)
+
+
+def test_a_classifier_marked_between_its_check_and_its_promotion_is_kept_out(
+        tmp_path: Path, sample_csv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """B's forget marks A's version (registered unpromoted, checked) just before A promotes it.
+    Before: promote refused the marked version and train failed after registering (RegistryError)."""
+    a, b = machines(tmp_path)
+    victim = with_shared_rows(a, sample_csv)[0]
+    raced: list[Any] = []
+    monkeypatch.setattr(train_job, "promote", forget_first(b, victim, train_job.promote, raced))
+    result = train(a, TINY)
+    assert len(raced) == 1 and raced[0].models.classifiers == (result.version,)
+    assert not result.promoted and champion_version(a) is None
+    assert HELD_BACK in result.decision and "\n" not in result.decision
+    tags = tags_of(a, MODEL_NAME, result.version)
+    assert ERASED_TAG in tags and tags["decision"] == result.decision
+    assert registry_client(a).get_run(result.run_id).data.tags["decision"] == result.decision
+
+
+def test_a_synthesizer_marked_between_its_check_and_its_promotion_is_kept_out(
+        tmp_path: Path, sample_csv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same for `synth train`. Before: promote_synthesizer refused it (PrivacyRiskError) and the
+    job failed after registering."""
+    a, b = machines(tmp_path, synth_submissions_from=datetime(2000, 1, 1, tzinfo=UTC))
+    victim = with_shared_rows(a, sample_csv)[0]
+    raced: list[Any] = []
+    monkeypatch.setattr(synth_job, "promote_synthesizer",
+                        forget_first(b, victim, synth_job.promote_synthesizer, raced))
+    result = train_synthesizer(a, SynthSettings.quick(epochs=1), show_progress=False)
+    assert raced, f"the gate kept the fit out, so nothing raced its promotion: {result.decision}"
+    assert raced[0].models.synthesizers == (result.version,)
+    assert not result.promoted and synth_champion(a) is None
+    assert HELD_BACK in result.decision and "\n" not in result.decision
+    tags = tags_of(a, REGISTERED_MODEL, result.version)
+    assert ERASED_TAG in tags and tags["decision"] == result.decision
+    assert registry_client(a).get_run(result.run_id).data.tags["decision"] == result.decision
+
+
+def test_a_second_forget_keeps_the_first_mark(tmp_path: Path, sample_csv: Path) -> None:
+    """A version that learned from two forgotten rows keeps the time of its first mark (the tag says
+    when it was marked). Before: every reach that found it stamped it again."""
+    a, _ = machines(tmp_path)
+    first, second = with_shared_rows(a, sample_csv)[:2]
+    version = train(a, TINY).version
+    assert forget(a, first).models.classifiers == (version,)
+    earlier = "2000-01-01T00:00:00+00:00: trained on a row that `heartrisk forget` erased"
+    registry_client(a).set_model_version_tag(MODEL_NAME, version, ERASED_TAG, earlier)  # a mark of long ago
+    assert forget(a, second).models.classifiers == (version,)  # it learned from this one too
+    assert tags_of(a, MODEL_NAME, version)[ERASED_TAG] == earlier

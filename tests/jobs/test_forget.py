@@ -121,3 +121,25 @@ def test_forget_removes_a_submission_everywhere_for_good(trained: Settings,
     assert injected.exit_code == 2 and "is not a submission id" in injected.output
     assert {name: group.version() for name, group in groups.items()} == versions
     assert run_daily(settings, synthetic=0).user_rows == 0  # and the merge does not bring it back
+
+
+def test_a_row_merged_while_forget_ran_is_not_called_never_merged(ingested: Settings,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daily merge stores the submission in heart after forget looked for it and before the
+    delete. Before: "removed 1 row (… heart_v1 1)" and, in the same message, "it was never merged
+    into heart, so no model learned from it"."""
+    from heartrisk.jobs import forget as forget_job
+
+    submission = add_submission(ingested, ANSWERS, True)
+    look = forget_job.erased_row
+
+    def looked_then_merged(settings: Settings, submission_id: str) -> object:
+        row = look(settings, submission_id)
+        assert row is None and run_daily(ingested, synthetic=0).user_rows == 1
+        return row
+
+    monkeypatch.setattr(forget_job, "erased_row", looked_then_merged)
+    result = forget_job.forget(ingested, submission)
+    assert result.removed["heart_v1"] == 1
+    assert "never merged" not in result.message
+    assert "merged into heart while forget ran" in result.message

@@ -37,6 +37,8 @@ from heartrisk.tracking import champion_files
 
 #: Orphan files younger than this may belong to a commit in progress and are left alone.
 ORPHAN_MIN_AGE_HOURS = 1
+#: What a read of a damaged table raises (reported as a finding, never a traceback).
+UNREADABLE = (StoreError, DeltaError, OSError, pa.ArrowException)
 
 
 @dataclass(frozen=True)
@@ -121,9 +123,9 @@ def _rows(group: FeatureGroup, repair: bool) -> list[Finding]:
     name = group.spec.table_name
     try:
         duplicated = group.duplicate_keys()
-    except (StoreError, DeltaError, OSError, pa.ArrowException) as exc:
+    except UNREADABLE as exc:
         return [Finding(name, f"its rows cannot be read ({type(exc).__name__}: {first_line(exc)}); "
-                              f"restore {_named(group.unreadable_files(), 'the damaged file')} from a "
+                              f"restore {_named(_unreadable(group), 'the damaged file')} from a "
                               "backup of the store")]
     if not duplicated.num_rows:
         return []
@@ -131,6 +133,15 @@ def _rows(group: FeatureGroup, repair: bool) -> list[Finding]:
     fixed = f"{group.remove_duplicates()} extra row(s) removed in one commit" if repair else None
     return [Finding(name, f"{duplicated.num_rows} key(s) stored more than once ({extra} extra row(s))",
                     fixed)]
+
+
+def _unreadable(group: FeatureGroup) -> list[str]:
+    """The files :meth:`~heartrisk.store.table.FeatureGroup.unreadable_files` names, or none when
+    listing them fails too (a table delta-rs cannot open as a dataset: the finding stays one line)."""
+    try:
+        return group.unreadable_files()
+    except UNREADABLE:
+        return []
 
 
 def _named(files: list[str], otherwise: str = "") -> str:

@@ -41,9 +41,10 @@ from heartrisk.store.lineage import Lineage, may_hold_untagged
 from heartrisk.synth import registry as synthesizers
 from heartrisk.synth.gate import GateDecision as SynthDecision
 
-#: Why a model trained while a `forget` purged ``heart`` is kept out (its gate decision, one line).
-HELD_BACK = ("kept out: a `forget` purged heart's history while this model trained, so it may hold a "
-             "forgotten row; it is marked (never champion): train again")
+#: Why a model that may hold a row a `forget` erased while it trained is kept out (its gate decision,
+#: one line).
+HELD_BACK = ("kept out: a `forget` erased a row this model may have learned from while it trained; it is "
+             "marked (never champion): train again")
 Decision = TypeVar("Decision", ClassifierDecision, SynthDecision)
 
 
@@ -182,32 +183,47 @@ def after_delete(settings: Settings, row: ErasedRow | None) -> ErasedRow | None:
 
 @dataclass(frozen=True)
 class HeartWatch:
-    """``heart``'s purge time as a training run read it (with its split, before it), to tell whether a
-    `forget` purged the history since: then the model may hold the forgotten row.
+    """The user rows on a training run's training side, to tell at registration whether a `forget`
+    (on any machine) erased one of them since the run read ``heart``: then the model may hold it.
 
-    The orders of events, with forget's first reach R1, its delete and purge P, its second reach R2
-    (:func:`after_delete`), for a run that read the row before P:
+    The check is whether one of those rows has left the latest ``heart``. Not whether ``heart`` was
+    purged: forget purges on every run (also for a submission never merged, a row on the test side,
+    a re-run of a finished forget), and a clean model marked for that could never be champion; and
+    forget deletes the row before it purges, so a run checking between the two would miss a purge
+    (the attack helper promoted such a model in 1 of 7 races).
+
+    The orders of events, with forget's first reach R1, its delete D and purge P, its second reach R2
+    (:func:`after_delete`, after P), for a run whose training side held the row:
 
     * registered before R1 or R2: that reach marks it;
-    * P before the check ahead of registering: registered already marked, never champion;
-    * P before the check right after registering (the model is registered unpromoted, then checked,
+    * D before the check ahead of registering: registered already marked, never champion;
+    * D before the check right after registering (the model is registered unpromoted, then checked,
       then promoted): marked there, never champion; every registration after R2 is in this case;
-    * P in the milliseconds between that check and the promotion: promoted, then marked by R2, as a
-      champion that learned from the row is (replaced at the next retrain; a synthesizer is retired).
-
-    The purge time changes on every purge (:meth:`~heartrisk.store.table.FeatureGroup.purged_at`), on
-    any machine. Read before the split, inside the same pinned read: a purge between the two re-reads
-    both (:meth:`~heartrisk.store.table.FeatureGroup.reading`), so a split that holds the row was read
-    with the time before its purge."""
+    * D after that check, and R1 or R2 marks it before the promotion: the promotion refuses it and the
+      run keeps it out (:func:`heartrisk.jobs.train.register`), never champion;
+    * D in the moment between that check and the promotion, R2 after the promotion: promoted, then
+      marked by R2, as a champion that learned from the row is (replaced at the next retrain; a
+      synthesizer is retired)."""
 
     settings: Settings
-    purged_at: str
-    #: User rows the model learned from: a forget erases a user row, so a model without any holds none.
-    user_rows: int
+    #: Record ids of the user rows on the model's training side (those its lineage counts): a forget
+    #: erases a user row, so a model without any holds none.
+    user_records: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, settings: Settings, train_ids: pd.Series) -> HeartWatch:
+        """The watch of a run that trains on ``train_ids``."""
+        return cls(settings, frozenset(train_ids[train_ids.str.startswith("user:")]))
 
     def forgotten(self) -> bool:
-        """Whether a forget purged ``heart`` since the read, for a model that learned from user rows."""
-        return bool(self.user_rows) and open_group(self.settings, HEART).purged_at() != self.purged_at
+        """Whether one of the model's training-side user rows is no longer in the latest ``heart``
+        (the read is retried if a purge on another machine removes files under it)."""
+        if not self.user_records:
+            return False
+        heart = open_group(self.settings, HEART)
+        left = heart.reading(lambda: heart.read_arrow(version=heart.version(), sources=["user"],
+                                                      columns=["record_id"]))
+        return not self.user_records <= set(left.column("record_id").to_pylist())
 
 
 def held_back(decision: Decision) -> Decision:

@@ -75,10 +75,18 @@ class ForgetResult:
         return sum(self.removed.values())
 
     @property
+    def merged_meanwhile(self) -> bool:
+        """Whether the row was merged into ``heart`` while forget ran: not there when forget looked for
+        it (before the delete), yet deleted from it. The lineage rule needs the row as read before the
+        delete, so the models could not be checked."""
+        return not self.models.merged and bool(self.removed.get(HEART.table_name))
+
+    @property
     def summary(self) -> str:
         """For the job record: counts only, never the id (jobs.json is not a place for it)."""
         marked = len(self.models.classifiers) + len(self.models.synthesizers)
-        return f"removed {self.total} row(s)" + (f", marked {marked} model version(s)" if marked else "")
+        return (f"removed {self.total} row(s)" + (f", marked {marked} model version(s)" if marked else "")
+                + (", models not checked (merged while forget ran)" if self.merged_meanwhile else ""))
 
     @property
     def message(self) -> str:
@@ -89,7 +97,15 @@ class ForgetResult:
         return (f"forgot submission {self.submission_id}: removed {self.total} row(s) ({where}); "
                 f"{self.vacuumed_files} old data file(s) vacuumed and the commit history purged, so no "
                 f"older table version can bring it back; {self.reference_files} cached sample(s) cleaned; "
-                f"models: {self.models.message}")
+                f"models: {self._models_message}")
+
+    @property
+    def _models_message(self) -> str:
+        if self.merged_meanwhile:
+            return ("not checked: it was merged into heart while forget ran, after forget had looked for "
+                    "it, so no version was marked; a model trained in those moments may hold it (one whose "
+                    "run was still going marks itself when it registers)")
+        return self.models.message
 
 
 def check_submission_id(value: str) -> str:

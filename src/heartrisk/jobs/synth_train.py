@@ -13,8 +13,8 @@ real-vs-real baselines). Synthetic rows never train the synthesizer.
 Consent scope: shared submissions (source ``user``) are left out unless the settings name a time
 from which people agreed to it (``Settings.synth_submissions_from``); then only submissions shared
 at or after it are used. The fit's lineage (table version, sources, user rows and the latest merge
-time among them) is recorded on the registered version, for `heartrisk forget`. A fit that read user
-rows while a `forget` on any machine purged ``heart`` is registered marked and kept out
+time among them) is recorded on the registered version, for `heartrisk forget`. A fit one of whose
+user rows a `forget` on any machine erased while it ran is registered marked and kept out
 (:func:`register`, as `heartrisk train` does).
 """
 
@@ -48,6 +48,7 @@ from heartrisk.synth.registry import (
     DECISION_TAG,
     EXPERIMENT,
     REGISTERED_MODEL,
+    PrivacyRiskError,
     champion_figures,
     mark_synthesizers,
     promote_synthesizer,
@@ -70,12 +71,12 @@ class RealRows:
     evaluation: pd.DataFrame
     table_version: int
     lineage: Lineage
-    #: ``heart``'s purge time, read before the split: a later one means a `forget` purged it since.
-    purged_at: str = ""
+    #: Record ids of the training side's rows a fit may use (those the lineage counts).
+    train_ids: pd.Series
 
     def watch(self, settings: Settings) -> HeartWatch:
-        """What tells, at registration, whether a `forget` purged ``heart`` since these rows were read."""
-        return HeartWatch(settings, self.purged_at, self.lineage.user_rows)
+        """What tells, at registration, whether a `forget` erased one of these rows since they were read."""
+        return HeartWatch.of(settings, self.train_ids)
 
 
 @dataclass
@@ -147,14 +148,13 @@ def real_rows(settings: Settings, synth: SynthSettings) -> RealRows:
     view = FeatureView(group, sources=sources)
     users = consented_users(settings)
 
-    def at(version: int) -> tuple[str, Split, tuple[int, datetime | None]]:
-        purged = group.purged_at()
+    def at(version: int) -> tuple[Split, tuple[int, datetime | None]]:
         split = view.train_test_split(test_size=synth.test_size, seed=synth.split_seed,
                                       include_synthetic=False, version=version)
-        return purged, split, user_rows_read(group, version, _consented_side(split, users)[2])
+        return split, user_rows_read(group, version, _consented_side(split, users)[2])
 
-    purged, split, (count, until) = group.reading(lambda: at(group.version()))
-    train, test, _ = _consented_side(split, users)
+    split, (count, until) = group.reading(lambda: at(group.version()))
+    train, test, train_ids = _consented_side(split, users)
     lineage = Lineage(group=split.group, table_version=split.table_version, sources=sources,
                       split_seed=synth.split_seed, test_size=synth.test_size, user_rows=count,
                       user_until=until, submissions_from=settings.synth_submissions_from,
@@ -171,7 +171,7 @@ def real_rows(settings: Settings, synth: SynthSettings) -> RealRows:
     selection_rows = synth.score_rows if len(test) >= wanted else len(test) * synth.score_rows // wanted
     selection = test.iloc[:selection_rows].reset_index(drop=True)
     evaluation = test.iloc[selection_rows:selection_rows + synth.eval_rows].reset_index(drop=True)
-    return RealRows(fit, selection, evaluation, split.table_version, lineage, purged)
+    return RealRows(fit, selection, evaluation, split.table_version, lineage, train_ids)
 
 
 def _log_quality(run: TrackedRun, quality: Quality, fit: FitResult) -> None:
@@ -238,9 +238,9 @@ def train_synthesizer(settings: Settings, synth: SynthSettings | None = None,
 
 def register(settings: Settings, run: TrackedRun, synthesizer: Synthesizer, metrics: dict[str, float],
              decision: GateDecision, rows: RealRows) -> tuple[str, GateDecision]:
-    """Register the fit and promote it as the gate decided, unless a `forget` purged ``heart`` since
-    its rows were read: then it is registered marked and kept out. Returns the version and the
-    decision. The same steps as :func:`heartrisk.jobs.train.register` (the orders of events:
+    """Register the fit and promote it as the gate decided, unless a `forget` erased a row of its
+    training side since its rows were read: then it is marked and kept out. Returns the version and
+    the decision. The same steps as :func:`heartrisk.jobs.train.register` (the orders of events:
     :class:`~heartrisk.jobs.erasure.HeartWatch`)."""
     watch, lineage = rows.watch(settings), rows.lineage.to_tags()
     if watch.forgotten():
@@ -250,15 +250,30 @@ def register(settings: Settings, run: TrackedRun, synthesizer: Synthesizer, metr
                                     lineage={**lineage, ERASED_TAG: erased_stamp()}), decision
     version = register_synthesizer(settings, run, synthesizer, metrics, replace(decision, promoted=False),
                                    lineage=lineage)
-    if watch.forgotten():
-        decision = held_back(decision)
+    marked = watch.forgotten()
+    if marked:
         mark_synthesizers(settings, [version])
+    elif decision.promoted:
+        marked = not promoted_unless_marked(settings, version, decision.text)
+    if marked:
+        decision = held_back(decision)
         run.set_tags({"decision": decision.text})
         tracking.client(settings).set_model_version_tag(REGISTERED_MODEL, version, DECISION_TAG,
                                                         decision.text)
-    elif decision.promoted:
-        promote_synthesizer(settings, version, decision.text)
     return version, decision
+
+
+def promoted_unless_marked(settings: Settings, version: str, reason: str) -> bool:
+    """Promote ``version``; False if a `forget` marked it since the check (the promotion refuses a
+    marked version with :class:`~heartrisk.synth.registry.PrivacyRiskError`)."""
+    try:
+        promote_synthesizer(settings, version, reason)
+    except PrivacyRiskError:
+        tags = tracking.client(settings).get_model_version(REGISTERED_MODEL, version).tags or {}
+        if ERASED_TAG not in tags:
+            raise
+        return False
+    return True
 
 
 def privacy_report(synthesizer: Synthesizer, rows: RealRows, privacy: PrivacySettings,

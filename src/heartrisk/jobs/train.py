@@ -14,7 +14,8 @@
    ``heart-risk-classifier`` with its lineage (:mod:`heartrisk.store.lineage`: what `heartrisk forget`
    needs to tell whether it learned from a person's row); it becomes champion only if the gate
    promoted it (:func:`heartrisk.model.registry.register_model`) and no `forget`, on any machine,
-   purged ``heart`` since it was read (:func:`register`: else it is marked and kept out).
+   erased a row of its training side since it was read (:func:`register`: else it is marked and kept
+   out).
 
 No artifact holds a person's answers: the input example is made from the feature spec, the SHAP plot
 explains Kaggle test records only (shared submissions are never drawn per row), and a SMOTE step
@@ -47,7 +48,14 @@ from heartrisk.model.explain import explain
 from heartrisk.model.gate import GATE_SOURCES, ChampionScores, GateDecision, SubgroupScores, gate
 from heartrisk.model.plots import save_plots, shap_summary_plot
 from heartrisk.model.reference import build_reference
-from heartrisk.model.registry import MODEL_NAME, champion_scores, mark_classifiers, promote, register_model
+from heartrisk.model.registry import (
+    MODEL_NAME,
+    RegistryError,
+    champion_scores,
+    mark_classifiers,
+    promote,
+    register_model,
+)
 from heartrisk.model.training import (
     EXPERIMENT,
     Candidate,
@@ -106,12 +114,11 @@ class HeartReads:
     record_split: Split | None
     #: User rows on the training side and their latest event time (the lineage's erasure rule).
     user_rows: tuple[int, datetime | None]
-    #: ``heart``'s purge time, read before the split: a later one means a `forget` purged it since.
-    purged_at: str = ""
 
     def watch(self, settings: Settings) -> HeartWatch:
-        """What tells, at registration, whether a `forget` purged ``heart`` since these reads."""
-        return HeartWatch(settings, self.purged_at, self.user_rows[0])
+        """What tells, at registration, whether a `forget` erased a row of the training side since
+        these reads."""
+        return HeartWatch.of(settings, self.split.train_ids)
 
 
 def load_data(settings: Settings, ts: TrainSettings) -> Prepared:
@@ -137,11 +144,10 @@ def read_heart(settings: Settings, ts: TrainSettings, record_split: bool = False
     knobs = {"test_size": ts.test_size, "seed": ts.seed, "include_synthetic": ts.include_synthetic}
 
     def at(version: int) -> HeartReads:
-        purged = group.purged_at()
         split = view.train_test_split(**knobs, version=version, by=ts.split_by)
         twin = FeatureView(group).train_test_split(**knobs, version=version, by="record") \
             if record_split else None
-        return HeartReads(split, twin, user_rows_read(group, version, split.train_ids), purged)
+        return HeartReads(split, twin, user_rows_read(group, version, split.train_ids))
 
     return group.reading(lambda: at(group.version()))
 
@@ -217,26 +223,43 @@ def train(settings: Settings, ts: TrainSettings | None = None) -> TrainResult:
 
 def register(settings: Settings, run: TrackedRun, model: RiskModel, tags: dict[str, str],
              decision: GateDecision, watch: HeartWatch, serialization: str) -> tuple[str, GateDecision]:
-    """Register the model and promote it as the gate decided, unless a `forget` purged ``heart`` since
-    it was read: then it is registered marked and kept out. Returns the version and the decision.
+    """Register the model and promote it as the gate decided, unless a `forget` erased a row of its
+    training side since it was read: then it is marked and kept out. Returns the version and the
+    decision.
 
     Registered unpromoted, checked, then promoted: a check before the registration alone would miss a
-    forget during the seconds the model's files take to log (the orders of events:
-    :class:`~heartrisk.jobs.erasure.HeartWatch`)."""
+    forget during the seconds the model's files take to log. A forget whose reach marks the version
+    after that check makes the promotion refuse it: kept out too, not a failed job (the orders of
+    events: :class:`~heartrisk.jobs.erasure.HeartWatch`)."""
     if watch.forgotten():
         decision = held_back(decision)
         run.set_tags({"decision": decision.text})
         tags = {**tags, "decision": decision.text, ERASED_TAG: erased_stamp()}
         return register_model(settings, run, model, tags, decision, serialization), decision
     version = register_model(settings, run, model, tags, replace(decision, promoted=False), serialization)
-    if watch.forgotten():
-        decision = held_back(decision)
+    marked = watch.forgotten()
+    if marked:
         mark_classifiers(settings, [version])
+    elif decision.promoted:
+        marked = not promoted_unless_marked(settings, version, decision.text)
+    if marked:
+        decision = held_back(decision)
         run.set_tags({"decision": decision.text})
         tracking.client(settings).set_model_version_tag(MODEL_NAME, version, "decision", decision.text)
-    elif decision.promoted:
-        promote(settings, version, decision.text)
     return version, decision
+
+
+def promoted_unless_marked(settings: Settings, version: str, reason: str) -> bool:
+    """Promote ``version``; False if a `forget` marked it since the check (the promotion refuses a
+    marked version, :func:`~heartrisk.model.registry.refuse_erased`)."""
+    try:
+        promote(settings, version, reason)
+    except RegistryError:
+        tags = tracking.client(settings).get_model_version(MODEL_NAME, version).tags or {}
+        if ERASED_TAG not in tags:
+            raise
+        return False
+    return True
 
 
 def describe(model: RiskModel, data: Prepared, p_test: np.ndarray, ts: TrainSettings) -> None:

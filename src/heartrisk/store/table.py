@@ -523,8 +523,8 @@ class FeatureGroup:
                     f"version {COMMIT_ATTEMPTS} times in a row ({text}); this write was not stored. "
                     "Try again")
         return (f"{what} on {self.spec.table_name}: a data file was missing {COMMIT_ATTEMPTS} times in a "
-                f"row ({text}); this write was not stored. If `forget` was purging the history on "
-                "another machine, try again; if it keeps failing, run `heartrisk doctor`")
+                f"row ({text}); this write was not stored. Run `heartrisk doctor`, which names missing "
+                "files (if `forget` was running on another machine, try again once it is done)")
 
     def reading(self, read: Callable[[], Any]) -> Any:
         """Run ``read`` (of the latest version); if files it listed were removed under it, again.
@@ -547,9 +547,9 @@ class FeatureGroup:
                 last = first_line(exc)
                 if tries == READ_ATTEMPTS:
                     raise StoreError(f"reading {self.spec.table_name}: files were missing {READ_ATTEMPTS} "
-                                     f"times in a row ({last}); perhaps `forget` on another machine was "
-                                     "purging the history: try again. If it keeps failing, run "
-                                     "`heartrisk doctor`") from exc
+                                     f"times in a row ({last}); run `heartrisk doctor`, which names missing "
+                                     "files (if `forget` was running on another machine, run this again "
+                                     "once it is done)") from exc
                 time.sleep(random.uniform(0.5, 1.0) * 0.05 * 2 ** tries)
         raise AssertionError("unreachable")
 
