@@ -13,10 +13,11 @@ import heartrisk
 from heartrisk.cli.app import command
 from heartrisk.errors import UserError
 
-#: Errors that never reach a person at the command line: the web server answers them itself.
+#: Errors that never reach a person at the command line: the web server answers them itself (a JSON
+#: body with a key given twice is a 422, web/risk_check/strict_json.py).
 #: Internal signals, caught where they are raised: a lost conditional write is retried or reported as a
 #: StoreError/JobBusyError naming the holder (store/objects.py, store/lease.py).
-SERVER_ONLY = {"ModelUnavailableError", "WriterStoppedError", "ConditionFailedError"}
+SERVER_ONLY = {"ModelUnavailableError", "WriterStoppedError", "ConditionFailedError", "DuplicateKeyError"}
 
 
 def heartrisk_errors() -> dict[str, type[BaseException]]:

@@ -239,6 +239,24 @@ def test_shutdown_drops_queued_runs_and_waits_for_the_running_one(settings: Sett
 
 
 
+def test_the_next_scheduled_run_leaves_out_runs_queued_now(settings: Settings, tmp_path: Path) -> None:
+    """`up` prints each job's next scheduled run under "running now, in the background: …"; the run
+    queued at start is not its next scheduled run (`up` printed "next run <now>" for a job whose run
+    was still queued, and the schedule for one whose run a worker had taken: it changed from run to
+    run)."""
+    scheduler = JobScheduler(settings, fast())
+    for name in ("daily", "infer"):
+        scheduler.add(Job(name, sleeper(tmp_path / "runs.txt", 1.0), Schedule.parse("every 1h"),
+                          run_at_start=lambda: True))
+    assert scheduler.start() == ["daily", "infer"]
+    try:
+        scheduled = scheduler.next_runs(scheduled_only=True)  # as `up` asks: right after the start
+    finally:
+        scheduler.shutdown(wait_s=5)
+    in_50_min = datetime.now(UTC) + timedelta(minutes=50)
+    assert all(when is not None and when > in_50_min for when in scheduled.values()), scheduled
+
+
 def test_a_job_whose_workers_get_ctrl_c_is_one_line_and_recorded_interrupted(
         settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
     """Ctrl-C in a terminal reaches a job's worker processes too (one process group); joblib raises

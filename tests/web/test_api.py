@@ -175,3 +175,25 @@ def test_docs_list_the_api_and_the_form_is_served(web_client: httpx.Client) -> N
     assert page.status_code == 200 and "<html" in page.text.lower()
     assert "Heart-disease risk check" in page.text  # the page carries its own config
     assert web_client.get("/config").status_code == 404  # Gradio's /config: closed (guard)
+
+
+@pytest.mark.parametrize("path", ["/api/v1/predict", "/api/v1/submissions"])
+def test_a_key_given_twice_is_refused_naming_it(web_client: httpx.Client, web_home: Settings,
+                                                path: str) -> None:
+    """JSON leaves duplicate keys to the parser; Python keeps the last, a proxy or a log may keep the
+    first. An answer given twice (a consent `false` then `true`) is ambiguous, so it is refused."""
+    before = len(stored_submissions(web_home))
+    body = '{"heart_disease": true, "consent": false, "smoking": "No", "consent": true, "bmi": 30}'
+    response = web_client.post(path, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"] == [{"field": "body", "message": "the key 'consent' appears twice"}]
+    assert "consent" in response.json()["detail"]
+    assert len(stored_submissions(web_home)) == before
+
+
+def test_a_body_that_is_not_json_says_where_it_breaks(web_client: httpx.Client) -> None:
+    response = web_client.post("/api/v1/predict", content='{"bmi": 30,, "smoking": "No"}',
+                               headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["detail"] == ("body: not valid JSON: Expecting property name enclosed in "
+                                          "double quotes: line 1 column 12 (char 11)")

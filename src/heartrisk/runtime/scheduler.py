@@ -262,10 +262,15 @@ class JobScheduler:
                                    id=f"{name}.retry", replace_existing=True)
 
     # -- reporting and stopping
-    def next_runs(self) -> dict[str, datetime | None]:
+    def next_runs(self, scheduled_only: bool = False) -> dict[str, datetime | None]:
+        """Each job's next run: the soonest of its schedule and any run queued now or as a retry, or
+        with ``scheduled_only`` its schedule's alone (a queued run may already have been handed to a
+        worker and left the list, so `up`'s start-up lines would change from run to run)."""
         runs: dict[str, datetime | None] = dict.fromkeys(self.jobs)
         for aps_job in self.scheduler.get_jobs():
             name = aps_job.id.split(".")[0]
+            if scheduled_only and aps_job.id != name:
+                continue
             when = aps_job.next_run_time
             if name in runs and when is not None and (runs[name] is None or when < runs[name]):
                 runs[name] = when

@@ -366,9 +366,9 @@ class Up:
         queued = self.scheduler.start()
         if queued:
             self.say(f"running now, in the background: {', '.join(queued)}")
-        for name, when in self.scheduler.next_runs().items():
+        for name, when in self.scheduler.next_runs(scheduled_only=True).items():
             if when is not None:
-                self.say(f"{name}: next run {when:%Y-%m-%d %H:%M:%S %Z}")
+                self.say(f"{name}: next scheduled run {when:%Y-%m-%d %H:%M:%S %Z}")
 
     def shutdown(self, stop: Stop) -> None:
         """Stop serving, stop the clock, give the running job its grace period, then leave."""

@@ -28,18 +28,30 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount
 
 from heartrisk import __version__
-from heartrisk.config import Settings
+from heartrisk.config import Settings, settings_from_env
 from heartrisk.model.card import SCOPE
 from heartrisk.monitoring.served_profile import FLUSH_SECONDS, ServingProfile, replica_from_env
 from heartrisk.store.probe import require_conditional_writes
 from heartrisk.web.guard.limits import BodySizeLimit
 from heartrisk.web.guard.log_limit import RepeatLimit
 from heartrisk.web.guard.rate_limits import SubmissionLimit
+from heartrisk.web.guard.route_methods import HeadAsGet, RouteMethods
 from heartrisk.web.guard.security import SecuritySettings, install_security
 from heartrisk.web.guard.shared import guard_state
 from heartrisk.web.risk_check import api
+from heartrisk.web.risk_check.fast_path import PredictFastPath
 from heartrisk.web.risk_check.model_cache import ModelCache
 from heartrisk.web.risk_check.submission_writer import DEFAULT_MAX_BATCH, SubmissionWriter
+
+
+class _FastPredict(BaseModel):
+    on: bool = True
+
+
+def fast_predict_from_env() -> bool:
+    """``HEARTRISK_FAST_PREDICT`` read as every setting is: a bool as pydantic reads one (``0``,
+    ``false``, ``off``, …); anything else fails at start naming the variable."""
+    return settings_from_env(_FastPredict, {"on": "HEARTRISK_FAST_PREDICT"}, "web settings").on
 
 
 class WebSettings(BaseModel):
@@ -66,6 +78,10 @@ class WebSettings(BaseModel):
     profile_flush_seconds: float = Field(default=FLUSH_SECONDS, ge=0, le=3600,
                                          description="how often the serving profile is written (a "
                                                      "SIGKILL loses at most this much of it)")
+    fast_predict: bool = Field(default_factory=fast_predict_from_env,
+                               description="answer a plain POST /api/v1/predict ahead of FastAPI's "
+                                           "routing (web/risk_check/fast_path.py; "
+                                           "HEARTRISK_FAST_PREDICT=0: off)")
     security: SecuritySettings = Field(default_factory=SecuritySettings.from_env,
                                        description="limits and proxies (web/guard/security.py; "
                                                    "HEARTRISK_* variables)")
@@ -116,6 +132,11 @@ def create_app(settings: Settings, web: WebSettings | None = None,
     app.state.client_keys = keys
     app.state.submission_limit = limit
 
+    if web.fast_predict:  # innermost: inside every guard below
+        app.add_middleware(PredictFastPath, state=app.state)
+    route_methods = RouteMethods(app.router)
+    app.state.route_methods = route_methods
+    app.add_middleware(HeadAsGet, methods=route_methods)  # HEAD wherever an app route takes GET
     # No origin may use the app across sites. Declaring it also makes Gradio leave CORS to the app:
     # on its own it answered any localhost origin with `Access-Control-Allow-Credentials: true`.
     app.add_middleware(CORSMiddleware, allow_origins=[])
@@ -140,6 +161,7 @@ def mount_form(app: FastAPI, settings: Settings, models: ModelCache, submissions
     import gradio as gr
 
     from heartrisk.web.guard.gradio_routes import GradioGuard
+    from heartrisk.web.guard.route_methods import MethodNotAllowed
     from heartrisk.web.risk_check.form import CSS, build_form
 
     form = build_form(settings, models, submissions, limit, profile)
@@ -156,3 +178,4 @@ def mount_form(app: FastAPI, settings: Settings, models: ModelCache, submissions
     mounted = next(r for r in app.router.routes if isinstance(r, Mount) and r.path == "")
     mounted.app.add_middleware(GradioGuard, blocks=form, keys=limit.keys, limit=limit,
                                queue_per_client=web.security.queue_per_client)
+    mounted.app.add_middleware(MethodNotAllowed, methods=app.state.route_methods)  # outside the guard

@@ -276,3 +276,37 @@ def test_the_limits_in_the_table_bite(server: BackgroundServer) -> None:
                 assert locked.status_code == 401 and int(locked.headers["retry-after"]) > 0, where
         if rule.access == "public" and method == "POST" and template.startswith("/gradio_api/"):
             assert "queue" in rule.limits, f"{where} can start an event: it needs the per-client cap"
+
+
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def test_a_method_a_route_does_not_take_gets_405_and_head_answers_as_get(server: BackgroundServer) -> None:
+    """HTTP's rules for every app route (RFC 9110 §9.3.2, §15.5.6): HEAD where GET is taken gives
+    GET's status and headers with no body, and any other method the path does not take gives 405
+    naming those it does. The form is mounted at ``/`` and matches every path, so without care such
+    requests fall through to it."""
+    taken: dict[str, set[str]] = {}
+    for method, template in live_routes(server.app)["app"]:
+        taken.setdefault(template, set()).add(method)
+    problems = []
+    with httpx.Client(base_url=server.url, timeout=15) as client:
+        for template, methods in sorted(taken.items()):
+            path = concrete(template, APP_ROUTES.get(("GET", template), STATIC))
+            if "GET" in methods:
+                got, head = client.get(path), client.head(path)
+                if (head.status_code, head.content) != (got.status_code, b""):
+                    problems.append(f"HEAD {template}: {head.status_code} {head.content[:60]!r}, "
+                                    f"GET gave {got.status_code}")
+                elif head.headers.get("content-type") != got.headers.get("content-type"):
+                    problems.append(f"HEAD {template}: content-type {head.headers.get('content-type')}")
+            expected_allow = set(methods) | ({"HEAD"} if "GET" in methods else set())
+            for method in sorted(set(METHODS) - expected_allow):
+                answer = client.request(method, path, headers={"origin": server.url})
+                allow = {m.strip() for m in answer.headers.get("allow", "").split(",") if m.strip()}
+                if (answer.status_code, allow) != (405, expected_allow):
+                    problems.append(f"{method} {template}: {answer.status_code}, Allow {sorted(allow)}; "
+                                    f"expected 405, Allow {sorted(expected_allow)}")
+                if "x-content-type-options" not in answer.headers:
+                    problems.append(f"{method} {template}: no security headers")
+    assert problems == [], "\n".join(problems)

@@ -18,6 +18,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import State
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from heartrisk.monitoring.served_profile import ServingProfile
@@ -37,12 +38,13 @@ from heartrisk.web.risk_check.schemas import (
     answers_dict,
 )
 from heartrisk.web.risk_check.scorer import Scorer
+from heartrisk.web.risk_check.strict_json import StrictJSONRoute
 from heartrisk.web.risk_check.submission_writer import SubmissionWriter, WriterStoppedError
 
 log = logging.getLogger(__name__)
 
 PREFIX = "/api/v1"
-router = APIRouter(prefix=PREFIX, tags=["risk check"])
+router = APIRouter(prefix=PREFIX, tags=["risk check"], route_class=StrictJSONRoute)
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "the body cannot be parsed (e.g. not UTF-8)"},
@@ -94,17 +96,27 @@ async def predict(
     # The app's parts are read from its state here rather than as FastAPI dependencies: the three
     # dependencies cost about 0.03 ms of this route's ~1.2 ms of server CPU (docs/web.md#speed).
     state = request.app.state
-    scorer = state.models.get()
-    profile: ServingProfile | None = getattr(state, "profile", None)
-    rows = [answers_dict(body)]
-    if scorer.cheap(explain, context):
-        result = score(scorer, rows, explain, context, profile)[0]
-    else:
-        slots: anyio.CapacityLimiter | None = getattr(state, "scoring_slots", None)
-        result = (await anyio.to_thread.run_sync(score, scorer, rows, explain, context, profile,
-                                                 limiter=slots))[0]
-    # Built from our own model: serialised directly instead of being validated once more.
+    row = answers_dict(body)
+    inline = answer_inline(state, row, explain, context)
+    if inline is not None:
+        return Response(inline, media_type="application/json")
+    slots: anyio.CapacityLimiter | None = getattr(state, "scoring_slots", None)
+    result = (await anyio.to_thread.run_sync(score, state.models.get(), [row], explain, context,
+                                             getattr(state, "profile", None), limiter=slots))[0]
     return Response(result.model_dump_json(), media_type="application/json")
+
+
+def answer_inline(state: State, row: dict[str, Any], explain: bool, context: bool) -> str | None:
+    """The JSON of a prediction cheap enough for the event loop, or None for the thread pool.
+
+    The one place the inline answer is made: the route and its fast path (fast_path.py) both call it.
+    Raises :class:`ModelUnavailableError` while there is no model. The response is built from our own
+    model, so it is serialised directly instead of being validated once more."""
+    scorer = state.models.get()
+    if not scorer.cheap(explain, context):
+        return None
+    profile: ServingProfile | None = getattr(state, "profile", None)
+    return score(scorer, [row], explain, context, profile)[0].model_dump_json()
 
 
 @router.post("/submissions", response_model=SubmissionCreated, status_code=status.HTTP_201_CREATED,
@@ -171,7 +183,10 @@ def _error(status_code: int, detail: str, errors: list[ErrorField] | None = None
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
     errors = []
     for e in exc.errors():
-        message = str(e.get("msg", "is invalid")).removeprefix("Value error, ")
+        if e.get("type") == "json_invalid":  # the parser's own line (web/risk_check/strict_json.py)
+            message = str(e.get("ctx", {}).get("error", "not valid JSON"))
+        else:
+            message = str(e.get("msg", "is invalid")).removeprefix("Value error, ")
         errors.append(ErrorField(field=_field(e.get("loc", ())), message=message))
     detail = "; ".join(f"{e.field}: {e.message}" for e in errors) or "invalid request"
     return _error(422, detail, errors)
