@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
+from heartrisk import tracking
 from heartrisk.config import Settings
 from heartrisk.features import FEATURE_NAMES
 from heartrisk.model import registry as classifiers
@@ -40,6 +41,7 @@ from heartrisk.store.groups import HEART, HEART_USER, open_group, user_record_id
 from heartrisk.store.lineage import Lineage, may_hold_untagged
 from heartrisk.synth import registry as synthesizers
 from heartrisk.synth.gate import GateDecision as SynthDecision
+from heartrisk.tracking import ERASED_TAG, TrackedRun
 
 #: Why a model that may hold a row a `forget` erased while it trained is kept out (its gate decision,
 #: one line).
@@ -200,7 +202,7 @@ class HeartWatch:
     * D before the check right after registering (the model is registered unpromoted, then checked,
       then promoted): marked there, never champion; every registration after R2 is in this case;
     * D after that check, and R1 or R2 marks it before the promotion: the promotion refuses it and the
-      run keeps it out (:func:`heartrisk.jobs.train.register`), never champion;
+      run keeps it out (:func:`register_unless_forgotten`), never champion;
     * D in the moment between that check and the promotion, R2 after the promotion: promoted, then
       marked by R2, as a champion that learned from the row is (replaced at the next retrain; a
       synthesizer is retired)."""
@@ -229,6 +231,62 @@ class HeartWatch:
 def held_back(decision: Decision) -> Decision:
     """The gate's ``decision`` turned into "kept out", saying why in one line (:data:`HELD_BACK`)."""
     return replace(decision, promoted=False, text=f"{HELD_BACK} (the gate said {decision.text!r})")
+
+
+@dataclass(frozen=True)
+class RegistrySteps:
+    """How one kind of model (classifier or synthesizer) is registered, marked and promoted, for
+    :func:`register_unless_forgotten`."""
+
+    model_name: str
+    decision_tag: str
+    #: ``(decision, erased)`` -> the new version; ``erased``: tagged as having learned from erased rows.
+    register: Callable[[Any, bool], str]
+    mark: Callable[[str], None]
+    #: ``(version, reason)``; raises :attr:`refusal` for a version a `forget` marked.
+    promote: Callable[[str, str], None]
+    refusal: type[Exception]
+
+
+def register_unless_forgotten(settings: Settings, watch: HeartWatch, run: TrackedRun, decision: Decision,
+                              steps: RegistrySteps) -> tuple[str, Decision]:
+    """Register a model and promote it as the gate decided, unless a `forget` erased a row of its
+    training side since it was read: then it is marked and kept out. Returns the version and the
+    decision.
+
+    Registered unpromoted, checked, then promoted: a check before the registration alone would miss a
+    forget during the seconds the model's files take to log. A forget whose reach marks the version
+    after that check makes the promotion refuse it: kept out too, not a failed job (the orders of
+    events: :class:`HeartWatch`)."""
+    if watch.forgotten():
+        decision = held_back(decision)
+        run.set_tags({"decision": decision.text})
+        return steps.register(decision, True), decision
+    version = steps.register(replace(decision, promoted=False), False)
+    marked = watch.forgotten()
+    if marked:
+        steps.mark(version)
+    elif decision.promoted:
+        marked = not promoted_unless_marked(settings, steps, version, decision.text)
+    if marked:
+        decision = held_back(decision)
+        run.set_tags({"decision": decision.text})
+        tracking.client(settings).set_model_version_tag(steps.model_name, version, steps.decision_tag,
+                                                        decision.text)
+    return version, decision
+
+
+def promoted_unless_marked(settings: Settings, steps: RegistrySteps, version: str, reason: str) -> bool:
+    """Promote ``version``; False if a `forget` marked it since the check (the promotion refuses a
+    marked version)."""
+    try:
+        steps.promote(version, reason)
+    except steps.refusal:
+        tags = tracking.client(settings).get_model_version(steps.model_name, version).tags or {}
+        if ERASED_TAG not in tags:
+            raise
+        return False
+    return True
 
 
 @dataclass

@@ -24,7 +24,7 @@ import json
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ import pandas as pd
 from heartrisk import tracking
 from heartrisk.config import Settings
 from heartrisk.features import FEATURE_NAMES, LABEL
-from heartrisk.jobs.erasure import HeartWatch, held_back
+from heartrisk.jobs.erasure import HeartWatch, RegistrySteps, register_unless_forgotten
 from heartrisk.progress import progress_bar
 from heartrisk.store.groups import HEART, HEART_USER, open_group, user_record_ids
 from heartrisk.store.lineage import Lineage, user_rows_read
@@ -239,41 +239,18 @@ def train_synthesizer(settings: Settings, synth: SynthSettings | None = None,
 def register(settings: Settings, run: TrackedRun, synthesizer: Synthesizer, metrics: dict[str, float],
              decision: GateDecision, rows: RealRows) -> tuple[str, GateDecision]:
     """Register the fit and promote it as the gate decided, unless a `forget` erased a row of its
-    training side since its rows were read: then it is marked and kept out. Returns the version and
-    the decision. The same steps as :func:`heartrisk.jobs.train.register` (the orders of events:
-    :class:`~heartrisk.jobs.erasure.HeartWatch`)."""
-    watch, lineage = rows.watch(settings), rows.lineage.to_tags()
-    if watch.forgotten():
-        decision = held_back(decision)
-        run.set_tags({"decision": decision.text})
-        return register_synthesizer(settings, run, synthesizer, metrics, decision,
-                                    lineage={**lineage, ERASED_TAG: erased_stamp()}), decision
-    version = register_synthesizer(settings, run, synthesizer, metrics, replace(decision, promoted=False),
-                                   lineage=lineage)
-    marked = watch.forgotten()
-    if marked:
-        mark_synthesizers(settings, [version])
-    elif decision.promoted:
-        marked = not promoted_unless_marked(settings, version, decision.text)
-    if marked:
-        decision = held_back(decision)
-        run.set_tags({"decision": decision.text})
-        tracking.client(settings).set_model_version_tag(REGISTERED_MODEL, version, DECISION_TAG,
-                                                        decision.text)
-    return version, decision
+    training side since its rows were read (the same steps as a classifier's:
+    :func:`~heartrisk.jobs.erasure.register_unless_forgotten`)."""
+    lineage = rows.lineage.to_tags()
 
+    def registered(decision: GateDecision, erased: bool) -> str:
+        tags = {**lineage, ERASED_TAG: erased_stamp()} if erased else lineage
+        return register_synthesizer(settings, run, synthesizer, metrics, decision, lineage=tags)
 
-def promoted_unless_marked(settings: Settings, version: str, reason: str) -> bool:
-    """Promote ``version``; False if a `forget` marked it since the check (the promotion refuses a
-    marked version with :class:`~heartrisk.synth.registry.PrivacyRiskError`)."""
-    try:
-        promote_synthesizer(settings, version, reason)
-    except PrivacyRiskError:
-        tags = tracking.client(settings).get_model_version(REGISTERED_MODEL, version).tags or {}
-        if ERASED_TAG not in tags:
-            raise
-        return False
-    return True
+    steps = RegistrySteps(REGISTERED_MODEL, DECISION_TAG, registered,
+                          lambda v: mark_synthesizers(settings, [v]),
+                          lambda v, reason: promote_synthesizer(settings, v, reason), PrivacyRiskError)
+    return register_unless_forgotten(settings, rows.watch(settings), run, decision, steps)
 
 
 def privacy_report(synthesizer: Synthesizer, rows: RealRows, privacy: PrivacySettings,

@@ -29,7 +29,7 @@ import json
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ import pandas as pd
 from heartrisk import tracking
 from heartrisk.config import Settings
 from heartrisk.features import FEATURES, LABEL
-from heartrisk.jobs.erasure import HeartWatch, held_back
+from heartrisk.jobs.erasure import HeartWatch, RegistrySteps, register_unless_forgotten
 from heartrisk.model.card import build_card
 from heartrisk.model.estimator import RiskModel, model_input
 from heartrisk.model.evaluation import Comparison, scores
@@ -224,42 +224,15 @@ def train(settings: Settings, ts: TrainSettings | None = None) -> TrainResult:
 def register(settings: Settings, run: TrackedRun, model: RiskModel, tags: dict[str, str],
              decision: GateDecision, watch: HeartWatch, serialization: str) -> tuple[str, GateDecision]:
     """Register the model and promote it as the gate decided, unless a `forget` erased a row of its
-    training side since it was read: then it is marked and kept out. Returns the version and the
-    decision.
+    training side since it was read (:func:`~heartrisk.jobs.erasure.register_unless_forgotten`)."""
 
-    Registered unpromoted, checked, then promoted: a check before the registration alone would miss a
-    forget during the seconds the model's files take to log. A forget whose reach marks the version
-    after that check makes the promotion refuse it: kept out too, not a failed job (the orders of
-    events: :class:`~heartrisk.jobs.erasure.HeartWatch`)."""
-    if watch.forgotten():
-        decision = held_back(decision)
-        run.set_tags({"decision": decision.text})
-        tags = {**tags, "decision": decision.text, ERASED_TAG: erased_stamp()}
-        return register_model(settings, run, model, tags, decision, serialization), decision
-    version = register_model(settings, run, model, tags, replace(decision, promoted=False), serialization)
-    marked = watch.forgotten()
-    if marked:
-        mark_classifiers(settings, [version])
-    elif decision.promoted:
-        marked = not promoted_unless_marked(settings, version, decision.text)
-    if marked:
-        decision = held_back(decision)
-        run.set_tags({"decision": decision.text})
-        tracking.client(settings).set_model_version_tag(MODEL_NAME, version, "decision", decision.text)
-    return version, decision
+    def registered(decision: GateDecision, erased: bool) -> str:
+        extra = {"decision": decision.text, ERASED_TAG: erased_stamp()} if erased else {}
+        return register_model(settings, run, model, {**tags, **extra}, decision, serialization)
 
-
-def promoted_unless_marked(settings: Settings, version: str, reason: str) -> bool:
-    """Promote ``version``; False if a `forget` marked it since the check (the promotion refuses a
-    marked version, :func:`~heartrisk.model.registry.refuse_erased`)."""
-    try:
-        promote(settings, version, reason)
-    except RegistryError:
-        tags = tracking.client(settings).get_model_version(MODEL_NAME, version).tags or {}
-        if ERASED_TAG not in tags:
-            raise
-        return False
-    return True
+    steps = RegistrySteps(MODEL_NAME, "decision", registered, lambda v: mark_classifiers(settings, [v]),
+                          lambda v, reason: promote(settings, v, reason), RegistryError)
+    return register_unless_forgotten(settings, watch, run, decision, steps)
 
 
 def describe(model: RiskModel, data: Prepared, p_test: np.ndarray, ts: TrainSettings) -> None:

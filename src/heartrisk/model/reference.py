@@ -26,6 +26,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -154,21 +155,15 @@ class SurveyReference:
             found = remembered[key] = normal_score(feature(name), self.group(*GROUPS[group])[name], value)
         return found
 
-    @property
+    @cached_property
     def refit_pairs(self) -> np.ndarray:
         """:attr:`calibration_refits` as a (refits, 2) array (made once: every request needs it)."""
-        cached = self.__dict__.get("_refit_pairs")
-        if cached is None:
-            cached = self.__dict__["_refit_pairs"] = np.asarray(self.calibration_refits, dtype=float)
-        return cached
+        return np.asarray(self.calibration_refits, dtype=float)
 
-    @property
+    @cached_property
     def correlation(self) -> np.ndarray:
         """:attr:`answer_correlation` as an array (made once)."""
-        cached = self.__dict__.get("_correlation")
-        if cached is None:
-            cached = self.__dict__["_correlation"] = np.asarray(self.answer_correlation, dtype=float)
-        return cached
+        return np.asarray(self.answer_correlation, dtype=float)
 
     def _percentile_grid(self, sex: str | None, age: str | None) -> tuple[str, list[float]]:
         """The narrowest stored cell of (sex, age) and its percentiles, found once each (a list:
