@@ -22,9 +22,11 @@ import pytest
 
 from heartrisk.config import Settings
 from heartrisk.features import FEATURE_NAMES, LABEL
+from heartrisk.jobs import daily as daily_job
 from heartrisk.jobs import forget as forget_job
 from heartrisk.jobs import synth_train as synth_job
 from heartrisk.jobs import train as train_job
+from heartrisk.jobs.daily import run_daily
 from heartrisk.jobs.forget import forget
 from heartrisk.jobs.ingest import ingest
 from heartrisk.jobs.synth_train import train_synthesizer
@@ -352,3 +354,23 @@ def test_a_second_forget_keeps_the_first_mark(tmp_path: Path, sample_csv: Path) 
     registry_client(a).set_model_version_tag(MODEL_NAME, version, ERASED_TAG, earlier)  # a mark of long ago
     assert forget(a, second).models.classifiers == (version,)  # it learned from this one too
     assert tags_of(a, MODEL_NAME, version)[ERASED_TAG] == earlier
+
+
+def test_a_forget_between_the_daily_merges_read_and_its_insert_is_not_undone(
+        tmp_path: Path, sample_csv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Machine B's daily read the pending submission; machine A forgot it (no table held it in
+    ``heart`` yet, so forget found nothing there to remove); then B's insert put it into ``heart``.
+    Before: forget said the row was gone, and ``heart`` held it for the next train (an attack helper's
+    find, made to happen here every time)."""
+    a, b = machines(tmp_path)
+    ingest(a, sample_csv)
+    (victim,), _ = shared(a, open_group(a, HEART).read().head(1), merged=False)
+    raced: list[Any] = []
+    monkeypatch.setattr(daily_job, "_write", forget_first(a, victim, daily_job._write, raced))
+    result = run_daily(b, synthetic=0)
+    assert len(raced) == 1 and raced[0].removed["heart_user_v1"] == 1
+    assert result.forgotten_meanwhile == 1 and "forgotten while it ran" in result.summary
+    for machine in (a, b):
+        heart = open_group(machine, HEART).read(sources=["user"], columns=["record_id"])
+        assert f"user:{victim}" not in set(heart["record_id"])
+    assert run_daily(a, synthetic=0).user_rows == 0  # and nothing brings it back

@@ -19,6 +19,7 @@ merge. ``submitted_at`` stays in ``heart_user``, joinable through the record id.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,6 +32,7 @@ from heartrisk.clock import as_utc, utc_now
 from heartrisk.config import Settings
 from heartrisk.errors import UserError
 from heartrisk.features import FEATURES, LABEL
+from heartrisk.jobs.forget import forget
 from heartrisk.sources.quarantine import quarantine_pending
 from heartrisk.store.groups import HEART, HEART_USER, open_group, synthetic_record_ids, user_record_ids
 from heartrisk.store.table import LOCK_TIMEOUT_S
@@ -39,6 +41,7 @@ from heartrisk.synth.synthesizer import SynthError, check_row_count
 from heartrisk.tracking import TrackedRun, attach, find_runs, tracking_exists
 from heartrisk.tracking import client as tracking_client
 
+log = logging.getLogger(__name__)
 EXPERIMENT = "feature-pipeline"
 JOB = "daily"
 DEFAULT_SYNTHETIC = 100
@@ -68,14 +71,19 @@ class DailyResult:
     quarantined: int = 0  # pending submissions held back as implausible (heartrisk.sources.quarantine)
     #: Synthetic rows were asked for but no synthesizer is registered yet (``require_synthesizer=False``).
     no_synthesizer: bool = False
+    #: Submissions a `forget` (on any machine) erased after this run read them and before its insert;
+    #: forgotten again after the insert (:func:`forget_again`).
+    forgotten_meanwhile: int = 0
 
     @property
     def summary(self) -> str:
         """One line for the job record and the log."""
         what = "finished the run cut short: " if self.resumed else ""
         note = " (no synthesizer yet)" if self.no_synthesizer else ""
+        again = (f"; {self.forgotten_meanwhile} forgotten while it ran, removed again"
+                 if self.forgotten_meanwhile else "")
         return (f"{what}{self.synthetic_rows} synthetic{note} and {self.user_rows} user rows "
-                f"(heart v{self.table_version})")
+                f"(heart v{self.table_version}){again}")
 
 
 def check_synthetic_count(n: object) -> int:
@@ -265,12 +273,34 @@ def run_daily(settings: Settings, synthetic: int = DEFAULT_SYNTHETIC, *, positiv
                                 "pending_submissions": len(pending), "quarantined": quarantined})
                 result = _write(settings, run, event_time, count, positive_rate, loaded, pending)
                 result = replace(result, abandoned_runs=tuple(abandoned), quarantined=quarantined,
+                                 forgotten_meanwhile=forget_again(settings, pending),
                                  maintenance=maintain_user_group(settings), no_synthesizer=missing)
                 _record(run, result)
             return result
     except Timeout:
         raise DailyError(f"another daily run holds {settings.locks_dir / 'daily.lock'}; "
                          "try again when it ends") from None
+
+
+def forget_again(settings: Settings, merged: pd.DataFrame) -> int:
+    """Forget again each submission just merged that has left ``heart_user`` since this run read it.
+
+    A `forget` (on any machine) between this run's read of the pending submissions and its insert
+    deletes the submission from ``heart_user``, finds it in no other table yet, and says it is gone;
+    the insert then puts it into ``heart``. Forget deletes from ``heart_user`` before it looks at
+    ``heart``, so a forget either sees the merged row (and removes it) or has deleted the submission
+    before this re-read sees it missing: then `forget` itself runs again here (its tables, its purge,
+    its marks on any model trained in between). Returns how many."""
+    if merged.empty:
+        return 0
+    shared = open_group(settings, HEART_USER)
+    left = shared.reading(lambda: shared.read_arrow(version=shared.version(), columns=["submission_id"]))
+    kept = set(left.column("submission_id").to_pylist())
+    gone = [sid for sid in merged["submission_id"] if sid not in kept]
+    for sid in gone:
+        log.warning("submission %s was forgotten while this run merged it: forgetting it again", sid)
+        forget(settings, sid)
+    return len(gone)
 
 
 def _synthesizer(settings: Settings, count: int, required: bool) -> tuple[Any, bool]:
